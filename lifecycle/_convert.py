@@ -1,0 +1,268 @@
+"""One cattrs converter: webhook payloads to event objects and back.
+
+Payloads are checked once by :func:`inspect_data`, which both the converter and the
+engine's hot path use: key fields must be non-empty strings (else
+:class:`InvalidEvent`); a known field of the wrong type is not an error, it is kept as
+received in ``extra`` with a warning naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Union
+
+import attrs
+import orjson
+from cattrs import Converter
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.strategies import configure_tagged_union
+
+from . import _events as ev
+from ._lifecycles import WEBHOOK_TYPES
+
+__all__ = ["AnyEvent", "converter", "decode", "dump_event", "inspect_data", "parse_event"]
+
+Payload = Mapping[str, Any] | str | bytes | bytearray | memoryview
+TAG, ALIAS = "webhookType", "type"
+_BASE = {"extra", "envelope", "tag_key", "warnings"}
+
+
+def camel(name: str) -> str:
+    """``playback_hls_url`` -> ``playbackHlsUrl``."""
+    head, *rest = name.split("_")
+    return head + "".join(p.capitalize() for p in rest)
+
+
+def _type_name(v: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean",
+            type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def parse_time(text: str) -> datetime | None:
+    """An aware ``datetime`` (naive times are taken as UTC), or None if invalid."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def format_time(t: datetime) -> str:
+    """VideoSDK's form: milliseconds and a numeric offset."""
+    return t.isoformat(timespec="milliseconds" if t.microsecond % 1000 == 0 else "auto")
+
+
+def _check_string(v: object) -> str | None:
+    return None if isinstance(v, str) else f"expected a string, got {_type_name(v)}"
+
+
+def _check_time(v: object) -> str | None:
+    if not isinstance(v, str):
+        return f"expected a timestamp string, got {_type_name(v)}"
+    return None if parse_time(v) is not None else f"not a valid timestamp {v!r}, kept as text"
+
+
+def _check_files(v: object) -> str | None:
+    if isinstance(v, list) and all(
+        isinstance(f, dict) and all(isinstance(f.get(k, ""), str) for k in ("filePath", "fileUrl"))
+        for f in v
+    ):
+        return None
+    return "expected a list of {filePath, fileUrl} objects"
+
+
+_CHECKS: dict[object, Callable[[object], str | None]] = {
+    str: _check_string, ev.Timestamp: _check_time,
+    tuple[ev.FileDetail, ...] | None: _check_files,
+}
+
+
+@attrs.frozen
+class _Spec:
+    """What the converter and the engine check in the ``data`` of one webhook type."""
+
+    webhook_type: str
+    key: tuple[str, ...]
+    checks: Mapping[str, Callable[[object], str | None]]
+    wire: frozenset[str]
+
+
+def _spec(cls: type[ev.Event], key: tuple[str, ...]) -> _Spec:
+    attrs.resolve_types(cls, globals(), vars(ev))
+    checks = {}
+    for a in attrs.fields(cls):
+        if a.name in _BASE:
+            continue
+        kind = a.type if a.type in _CHECKS else str  # str | None is checked as str
+        checks[camel(a.name)] = _CHECKS[kind]
+    for k in key:
+        checks.pop(k)
+    return _Spec(cls.webhook_type, key, checks, frozenset(checks) | set(key))
+
+
+SPECS: dict[str, _Spec] = {
+    w: _spec(lc.event_classes[w], lc.definition.key_fields) for w, lc in WEBHOOK_TYPES.items()
+}
+
+
+def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str], list[str]]:
+    """Check ``data``: its key values, warnings, and the wire names of invalid fields.
+
+    Raises :class:`InvalidEvent` when ``data`` is not an object or a key field is
+    missing, not a string, or empty.
+    """
+    if not isinstance(data, dict):
+        if isinstance(data, Mapping):
+            data = dict(data)
+        else:
+            raise ev.InvalidEvent(
+                f"{spec.webhook_type}: data must be an object, got {_type_name(data)}"
+                if data is not None else f"{spec.webhook_type}: data is missing"
+            )
+    key = []
+    for f in spec.key:
+        v = data.get(f)
+        if not isinstance(v, str) or not v:
+            why = ("is missing" if v is None else "is empty" if v == "" else
+                   f"must be a string, got {_type_name(v)}")
+            raise ev.InvalidEvent(f"{spec.webhook_type}: data.{f} {why}")
+        key.append(v)
+    warnings: list[str] = []
+    bad: list[str] = []
+    if len(data) > len(key):
+        checks = spec.checks
+        for k, v in data.items():
+            check = checks.get(k)
+            if check is not None and v is not None:
+                problem = check(v)
+                if problem is not None:
+                    warnings.append(f"invalid_field: data.{k}: {problem}")
+                    if check is not _check_time or not isinstance(v, str):
+                        bad.append(k)  # moved to extra; a bad time string stays as text
+    return tuple(key), warnings, bad
+
+
+def decode(payload: Payload) -> tuple[Mapping[str, Any], str, str]:
+    """The envelope of ``payload``, the key its type came under, and the type.
+
+    Raises :class:`InvalidEvent` naming the problem.
+    """
+    if isinstance(payload, Mapping):
+        env: object = payload
+    elif isinstance(payload, bytes | bytearray | memoryview | str):
+        try:
+            env = orjson.loads(payload)
+        except orjson.JSONDecodeError as e:
+            raise ev.InvalidEvent(f"not JSON: {e}") from None
+    else:
+        kind = type(payload).__name__
+        raise ev.InvalidEvent(f"payload must be a mapping, str or bytes, got {kind}")
+    if not isinstance(env, Mapping):
+        raise ev.InvalidEvent(f"not a JSON object, got {_type_name(env)}")
+    key = TAG if TAG in env else ALIAS if ALIAS in env else None
+    if key is None:
+        raise ev.InvalidEvent("no webhookType: the payload has neither 'webhookType' nor 'type'")
+    tag = env[key]
+    if not isinstance(tag, str):
+        raise ev.InvalidEvent(f"{key} must be a string, got {_type_name(tag)}")
+    return env, key, tag
+
+
+def _make_converter() -> Converter:
+    conv = Converter()
+
+    def time_hook(v: Any, _: Any) -> ev.Timestamp:
+        return None if v is None else parse_time(v) or v
+
+    conv.register_structure_hook_func(lambda t: t == ev.Timestamp, time_hook)
+    conv.register_unstructure_hook(datetime, format_time)
+
+    def overrides(cls: type[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """camelCase renames; the base fields travel under ``__name__`` or not at all."""
+        names = [a.name for a in attrs.fields(cls)]
+        struct = {n: override(rename=f"__{n}__" if n in _BASE else camel(n)) for n in names}
+        unstruct = {n: override(omit=True) if n in _BASE else struct[n] for n in names}
+        return struct, unstruct
+
+    def with_extra(cls: type[Any]) -> None:
+        wire = {camel(a.name) for a in attrs.fields(cls) if a.name not in _BASE}
+        s_over, u_over = overrides(cls)
+        struct = make_dict_structure_fn(cls, conv, **s_over)
+        unstruct = make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **u_over)
+        conv.register_structure_hook(cls, lambda d, _: struct(
+            {**{k: v for k, v in d.items() if k in wire and v is not None},
+             "__extra__": {k: v for k, v in d.items() if k not in wire or v is None}}, cls))
+        conv.register_unstructure_hook(cls, lambda o: {**unstruct(o), **o.extra})
+
+    with_extra(ev.FileDetail)
+    for w, lc in WEBHOOK_TYPES.items():
+        cls, spec = lc.event_classes[w], SPECS[w]
+        s_over, u_over = overrides(cls)
+        struct = make_dict_structure_fn(cls, conv, **s_over)
+        unstruct = make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **u_over)
+
+        def structure(env: Mapping[str, Any], cl: type[Any], _s: Any = struct,
+                      _spec: _Spec = spec) -> ev.Event:
+            data = env.get("data")
+            _, warnings, bad = inspect_data(_spec, data)
+            assert isinstance(data, Mapping)
+            known = {k: v for k, v in data.items()
+                     if k in _spec.wire and v is not None and k not in bad}
+            known["__extra__"] = {k: v for k, v in data.items() if k not in known}
+            known["__envelope__"] = {k: v for k, v in env.items() if k not in (TAG, "data")}
+            known["__warnings__"] = tuple(warnings)
+            result: ev.Event = _s(known, cl)
+            return result
+
+        def unstructure(o: ev.Event, _u: Any = unstruct) -> dict[str, Any]:
+            return {"data": {**_u(o), **o.extra}, **o.envelope}
+
+        conv.register_structure_hook(cls, structure)
+        conv.register_unstructure_hook(cls, unstructure)
+    configure_tagged_union(
+        AnyEvent, conv, tag_generator=lambda cl: str(getattr(cl, "webhook_type")),  # noqa: B009 tag_name=TAG,
+    )
+    return conv
+
+
+AnyEvent: Any = Union[  # noqa: UP007 - a runtime union of the generated classes
+    tuple(lc.event_classes[w] for w, lc in WEBHOOK_TYPES.items())
+]
+converter = _make_converter()
+"""The converter of every webhook event (camelCase on the wire)."""
+
+
+def parse_event(payload: Payload) -> ev.Event | ev.UnknownEvent:
+    """Parse one webhook payload (a mapping, or JSON text or bytes) into its event.
+
+    An unknown ``webhookType`` gives an :class:`UnknownEvent` holding the payload.
+    Raises :class:`InvalidEvent` naming the problem when the payload is not a webhook.
+
+    .. versionadded:: 0.1
+    """
+    env, key, tag = decode(payload)
+    if tag not in WEBHOOK_TYPES:
+        return ev.UnknownEvent(webhook_type=tag, payload=dict(env))
+    if key == ALIAS:
+        env = {TAG: tag, **{k: v for k, v in env.items() if k != ALIAS}}
+    try:
+        event: ev.Event = converter.structure(env, AnyEvent)
+    except ev.InvalidEvent:
+        raise
+    except Exception as e:  # a converter error the checks did not foresee
+        raise ev.InvalidEvent(f"{tag}: {e}") from e
+    return attrs.evolve(event, tag_key=ALIAS) if key == ALIAS else event
+
+
+def dump_event(event: ev.Event | ev.UnknownEvent) -> dict[str, Any]:
+    """The payload of ``event``, as it came: the inverse of :func:`parse_event`.
+
+    .. versionadded:: 0.1
+    """
+    if isinstance(event, ev.UnknownEvent):
+        return dict(event.payload)
+    out: dict[str, Any] = converter.unstructure(event, AnyEvent)
+    if event.tag_key != TAG:
+        out[event.tag_key] = out.pop(TAG)
+    return out

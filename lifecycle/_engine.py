@@ -1,0 +1,412 @@
+"""The engine: every fed payload drives its lifecycle and gets exactly one outcome.
+
+The hot path reads the compiled tables of ``_lifecycles``: no graph search and no
+``transitions`` machine per resource. A tracked resource is a small slotted record;
+its history is a capped array of packed numbers, expanded only when asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+from . import _events as ev
+from ._convert import SPECS, Payload, decode, inspect_data, parse_event
+from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle, Outcome
+
+__all__ = [
+    "AFTER_SESSION_END",
+    "Engine",
+    "FeedResult",
+    "HistoryEntry",
+    "LifecycleViolation",
+    "ResourceKey",
+    "ResourceStatus",
+]
+
+log = logging.getLogger("lifecycle")
+
+ResourceKey = tuple[str, ...]
+"""The values of a lifecycle's key fields, in the order of ``key_fields``."""
+
+AFTER_SESSION_END = "after_session_end"
+"""Warning: a start event for a meeting session whose ``session`` has ended."""
+
+_OUTCOMES = tuple(Outcome)
+_OUTCOME_CODE = {o: i for i, o in enumerate(_OUTCOMES)}
+_TYPES = tuple(WEBHOOK_TYPES)
+_TYPE_CODE = {w: i for i, w in enumerate(_TYPES)}
+_CHANGES = (Outcome.APPLIED, Outcome.GAP)
+_ACCEPTED = (Outcome.APPLIED, Outcome.DUPLICATE)
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+@attrs.define(slots=True, eq=False)
+class FeedResult:
+    """What feeding one payload did.
+
+    ``before``/``after`` are the resource's states around the event (equal when nothing
+    changed), ``missing`` the states a ``gap`` skipped, ``reason`` why a payload was
+    ``malformed`` or ``unknown_type``. ``payload`` is the payload as it was fed.
+
+    .. versionadded:: 0.1
+    """
+
+    seq: int
+    outcome: Outcome
+    lifecycle: str | None
+    key: ResourceKey | None
+    webhook_type: str | None
+    before: str | None
+    after: str | None
+    missing: tuple[str, ...]
+    warnings: tuple[str, ...]
+    reason: str | None
+    timestamp: float
+    payload: Payload = attrs.field(repr=False)
+    _envelope: Mapping[str, Any] | None = attrs.field(repr=False, alias="envelope")
+
+    @property
+    def received_at(self) -> datetime:
+        """When the engine received the payload (from its clock)."""
+        return _utc(self.timestamp)
+
+    @property
+    def changed(self) -> bool:
+        """True when the event moved its resource to a new state."""
+        return self.outcome in _CHANGES
+
+    @property
+    def event(self) -> ev.Event | ev.UnknownEvent | None:
+        """The parsed event (parsed when first asked for); None when malformed."""
+        if self._envelope is None:
+            return None
+        return parse_event(self._envelope)
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The payload's ``data`` object (empty when it had none)."""
+        d = self._envelope.get("data") if self._envelope is not None else None
+        return d if isinstance(d, Mapping) else {}
+
+class LifecycleViolation(Exception):  # noqa: N818 - the domain's word
+    """Raised by a strict engine for an event it would not simply apply.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, result: FeedResult) -> None:
+        where = f" on {result.lifecycle} {'/'.join(result.key or ())}" if result.lifecycle else ""
+        super().__init__(
+            f"{result.outcome.value}{where}: {result.webhook_type or 'payload'}"
+            f" in state {result.before!r}" + (f" ({result.reason})" if result.reason else "")
+        )
+        self.result = result
+
+@frozen
+class HistoryEntry:
+    """One event that touched a resource."""
+
+    seq: int
+    webhook_type: str
+    outcome: Outcome
+    received_at: datetime
+
+@frozen
+class ResourceStatus:
+    """The current state of one tracked resource.
+
+    ``data`` is the latest known ``data`` of its events (wire names: ``fileUrl``,
+    ``fileDetails``, ``playbackHlsUrl`` ...), merged over the current cycle.
+
+    .. versionadded:: 0.1
+    """
+
+    lifecycle: str
+    key: ResourceKey
+    state: str
+    entered_at: datetime
+    data: Mapping[str, Any]
+    history: tuple[HistoryEntry, ...]
+
+    @property
+    def ids(self) -> dict[str, str]:
+        """The key as keyword arguments of :meth:`Engine.status`."""
+        fields = LIFECYCLES[self.lifecycle].definition.key_fields
+        return {_snake(f): v for f, v in zip(fields, self.key, strict=True)}
+
+def _snake(wire: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in wire)
+
+class _Resource:
+    """One tracked resource; history packs ``(seq, type, outcome)`` and time in pairs."""
+
+    __slots__ = ("cycle_id", "data", "entered", "history", "state")
+
+    def __init__(self, state: str, entered: float) -> None:
+        self.state = state
+        self.entered = entered
+        self.data: dict[str, Any] | None = None
+        self.history = array("d")
+        self.cycle_id: str | None = None
+
+@frozen
+class _Subscription:
+    callback: Callable[[FeedResult], object]
+    lifecycle: str | None
+    state: str | None
+
+class Engine:
+    """Tracks every resource's lifecycle from the webhooks fed to it, in memory.
+
+    ``strict=True`` raises :class:`LifecycleViolation` for any outcome but ``applied``
+    and ``duplicate`` and changes nothing. ``clock`` returns epoch seconds.
+    ``history_limit`` caps the events kept per resource (the oldest are dropped).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        *,
+        strict: bool = False,
+        clock: Callable[[], float] = time.time,
+        history_limit: int = 100,
+    ) -> None:
+        if history_limit < 1:
+            raise ValueError("history_limit must be at least 1")
+        self.strict = strict
+        self._clock = clock
+        self._history_cap = 2 * history_limit
+        self._tables: dict[str, dict[ResourceKey, _Resource]] = {n: {} for n in LIFECYCLES}
+        self._sessions = self._tables["session"]
+        self._anomalies: list[FeedResult] = []
+        self._subscriptions: list[_Subscription] = []
+        self._seq = 0
+
+    # -- feeding ------------------------------------------------------------------
+
+    def feed(self, payload: Payload) -> FeedResult:
+        """Feed one webhook payload (mapping, JSON text or bytes); never raises on bad input."""
+        seq = self._seq + 1
+        now = self._clock()
+        try:
+            env, _, tag = decode(payload)
+        except ev.InvalidEvent as e:
+            return self._reject(seq, now, payload, None, Outcome.MALFORMED, str(e), None)
+        lc = WEBHOOK_TYPES.get(tag)
+        if lc is None:
+            return self._reject(seq, now, payload, env, Outcome.UNKNOWN_TYPE,
+                                f"unknown webhookType {tag!r}", tag)
+        data = env.get("data")
+        try:
+            key, warnings, _ = inspect_data(SPECS[tag], data)
+        except ev.InvalidEvent as e:
+            return self._reject(seq, now, payload, None, Outcome.MALFORMED, str(e), tag)
+        assert isinstance(data, Mapping)
+        return self._step(lc, tag, key, data, warnings, seq, now, payload, env)
+
+    def feed_many(self, payloads: Iterable[Payload]) -> list[FeedResult]:
+        """Feed payloads in order; the results in the same order."""
+        return [self.feed(p) for p in payloads]
+
+    def _step(
+        self, lc: Lifecycle, tag: str, key: ResourceKey, data: Mapping[str, Any],
+        warnings: list[str], seq: int, now: float, payload: Payload, env: Mapping[str, Any],
+    ) -> FeedResult:
+        d = lc.definition
+        table = self._tables[d.name]
+        res = table.get(key)
+        before = res.state if res is not None else IDLE
+        step = lc.table[before][tag]
+        outcome = step.outcome
+        if step.restart and res is not None and res.cycle_id is not None \
+                and data.get("id") == res.cycle_id:
+            outcome = Outcome.OUT_OF_ORDER  # a late copy of the finished cycle's start
+        if d.session_scoped and step.target == lc.entry_state:
+            session = self._sessions.get((data.get("meetingId"), data.get("sessionId")))  # type: ignore[arg-type]
+            if session is not None and session.state == "ended":
+                warnings.append(AFTER_SESSION_END)
+        changed = outcome is Outcome.APPLIED or outcome is Outcome.GAP
+        result = FeedResult(
+            seq, outcome, d.name, key, tag, before, step.target if changed else before,
+            step.missing if outcome is Outcome.GAP else (), tuple(warnings), None, now,
+            payload, env,
+        )
+        if self.strict and outcome is not Outcome.APPLIED and outcome is not Outcome.DUPLICATE:
+            raise LifecycleViolation(result)
+        self._seq = seq
+        if res is None:
+            res = table[key] = _Resource(before, now)
+        if changed:
+            res.state = step.target
+            res.entered = now
+            extra = None if len(data) == len(key) else {
+                k: v for k, v in data.items() if k not in d.key_fields}
+            if step.restart or res.data is None:
+                res.data = extra
+            elif extra:
+                res.data.update(extra)
+        if d.restart and outcome is not Outcome.OUT_OF_ORDER and outcome is not Outcome.ILLEGAL:
+            cycle_id = data.get("id")
+            if isinstance(cycle_id, str):
+                res.cycle_id = cycle_id
+        h = res.history
+        h.append((seq << 10) | (_TYPE_CODE[tag] << 3) | _OUTCOME_CODE[outcome])
+        h.append(now)
+        if len(h) > self._history_cap:
+            del h[:2]
+        if warnings or outcome is not Outcome.APPLIED:
+            self._anomalies.append(result)
+        if changed and self._subscriptions:
+            self._notify(result)
+        return result
+
+    def _reject(
+        self, seq: int, now: float, payload: Payload, env: Mapping[str, Any] | None,
+        outcome: Outcome, reason: str, tag: str | None,
+    ) -> FeedResult:
+        result = FeedResult(seq, outcome, None, None, tag, None, None, (), (), reason, now,
+                            payload, env)
+        if self.strict:
+            raise LifecycleViolation(result)
+        self._seq = seq
+        self._anomalies.append(result)
+        return result
+
+    def _notify(self, result: FeedResult) -> None:
+        for sub in tuple(self._subscriptions):
+            if (sub.lifecycle is None or sub.lifecycle == result.lifecycle) and (
+                sub.state is None or sub.state == result.after
+            ):
+                try:
+                    sub.callback(result)
+                except Exception:
+                    log.exception("subscriber %r failed on event %d", sub.callback, result.seq)
+
+    def subscribe(
+        self,
+        callback: Callable[[FeedResult], object],
+        lifecycle: str | None = None,
+        state: str | None = None,
+    ) -> Callable[[], None]:
+        """Call ``callback(result)`` after each change of state; returns an unsubscribe.
+
+        Filter on a lifecycle and on the state entered. An exception in a callback is
+        logged (logger ``lifecycle``) and does not stop the engine.
+        """
+        if lifecycle is not None:
+            _lifecycle(lifecycle)
+        sub = _Subscription(callback, lifecycle, state)
+        self._subscriptions.append(sub)
+
+        def unsubscribe() -> None:
+            if sub in self._subscriptions:
+                self._subscriptions.remove(sub)
+
+        return unsubscribe
+
+    # -- queries ------------------------------------------------------------------
+
+    @property
+    def events_fed(self) -> int:
+        """How many payloads were fed (the last sequence number)."""
+        return self._seq
+
+    def status(self, lifecycle: str, *key: str, **ids: str) -> ResourceStatus | None:
+        """The status of one resource, by its key values or snake_case key fields.
+
+        ``engine.status("recording", meeting_id="m", session_id="s")``; None when the
+        resource was never seen.
+        """
+        lc = _lifecycle(lifecycle)
+        fields = lc.definition.key_fields
+        if ids:
+            names = {_snake(f): f for f in fields}
+            unknown = set(ids) - set(names)
+            if key or unknown or len(ids) != len(fields):
+                raise TypeError(
+                    f"{lifecycle} resources are keyed by {', '.join(names)}"
+                    + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
+                )
+            key = tuple(ids[n] for n in names)
+        elif len(key) != len(fields):
+            raise TypeError(f"{lifecycle} resources are keyed by {', '.join(fields)}")
+        res = self._tables[lifecycle].get(key)
+        return None if res is None else self._status(lc, key, res)
+
+    def resources(
+        self,
+        lifecycle: str | None = None,
+        meeting_id: str | None = None,
+        session_id: str | None = None,
+        state: str | None = None,
+    ) -> list[ResourceStatus]:
+        """Every tracked resource matching the filters, by lifecycle then first seen."""
+        out = []
+        for name in [lifecycle] if lifecycle is not None else LIFECYCLES:
+            lc = _lifecycle(name)
+            for key, res in self._tables[name].items():
+                if state is not None and res.state != state:
+                    continue
+                if meeting_id is not None or session_id is not None:
+                    ids = dict(zip(lc.definition.key_fields, key, strict=True)) | (res.data or {})
+                    if meeting_id is not None and ids.get("meetingId") != meeting_id:
+                        continue
+                    if session_id is not None and ids.get("sessionId") != session_id:
+                        continue
+                out.append(self._status(lc, key, res))
+        return out
+
+    def anomalies(
+        self,
+        lifecycle: str | None = None,
+        outcome: Outcome | str | None = None,
+        meeting_id: str | None = None,
+        session_id: str | None = None,
+    ) -> list[FeedResult]:
+        """Every result that was not a clean ``applied``, with its payload, in feed order.
+
+        That is every other outcome, and every applied event that carried warnings.
+        """
+        want = Outcome(outcome) if outcome is not None else None
+        return [
+            r for r in self._anomalies
+            if (lifecycle is None or r.lifecycle == lifecycle)
+            and (want is None or r.outcome is want)
+            and (meeting_id is None or r.data.get("meetingId") == meeting_id)
+            and (session_id is None or r.data.get("sessionId") == session_id)
+        ]
+
+    def __iter__(self) -> Iterator[ResourceStatus]:
+        return iter(self.resources())
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._tables.values())
+
+    @staticmethod
+    def _status(lc: Lifecycle, key: ResourceKey, res: _Resource) -> ResourceStatus:
+        h = res.history
+        history = tuple(
+            HistoryEntry(int(h[i]) >> 10, _TYPES[(int(h[i]) >> 3) & 127],
+                         _OUTCOMES[int(h[i]) & 7], _utc(h[i + 1]))
+            for i in range(0, len(h), 2)
+        )
+        data = dict(zip(lc.definition.key_fields, key, strict=True)) | (res.data or {})
+        return ResourceStatus(lc.name, key, res.state, _utc(res.entered), data, history)
+
+def _lifecycle(name: str) -> Lifecycle:
+    try:
+        return LIFECYCLES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown lifecycle {name!r}; known: {', '.join(LIFECYCLES)}"
+        ) from None
