@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Union
 
 import attrs
@@ -86,6 +87,7 @@ class _Spec:
     key: tuple[str, ...]
     checks: Mapping[str, Callable[[object], str | None]]
     wire: frozenset[str]
+    getter: Callable[[Mapping[str, Any]], Any] = attrs.field(eq=False, repr=False)
 
 
 def _spec(cls: type[ev.Event], key: tuple[str, ...]) -> _Spec:
@@ -98,7 +100,7 @@ def _spec(cls: type[ev.Event], key: tuple[str, ...]) -> _Spec:
         checks[camel(a.name)] = _CHECKS[kind]
     for k in key:
         checks.pop(k)
-    return _Spec(cls.webhook_type, key, checks, frozenset(checks) | set(key))
+    return _Spec(cls.webhook_type, key, checks, frozenset(checks) | set(key), itemgetter(*key))
 
 
 SPECS: dict[str, _Spec] = {
@@ -112,35 +114,48 @@ def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str],
     Raises :class:`InvalidEvent` when ``data`` is not an object or a key field is
     missing, not a string, or empty.
     """
-    if not isinstance(data, dict):
-        if isinstance(data, Mapping):
-            data = dict(data)
-        else:
-            raise ev.InvalidEvent(
-                f"{spec.webhook_type}: data must be an object, got {_type_name(data)}"
-                if data is not None else f"{spec.webhook_type}: data is missing"
-            )
-    key = []
+    if type(data) is not dict:
+        if not isinstance(data, Mapping):
+            what = "is missing" if data is None else f"must be an object, got {_type_name(data)}"
+            raise ev.InvalidEvent(f"{spec.webhook_type}: data {what}")
+        data = dict(data)
+    try:
+        key = spec.getter(data)
+    except KeyError:
+        key = ()
+    if len(spec.key) == 1:
+        key = (key,)
+    for v in key:
+        if type(v) is not str or not v:
+            _check_key(spec, data)
+            break
+    if len(key) != len(spec.key):
+        _check_key(spec, data)
+    warnings: list[str] = []
+    bad: list[str] = []
+    if len(data) > len(key):
+        checks = spec.checks
+        for k in data:
+            check = checks.get(k)
+            if check is not None:
+                v = data[k]
+                if v is not None:
+                    problem = check(v)
+                    if problem is not None:
+                        warnings.append(f"invalid_field: data.{k}: {problem}")
+                        if check is not _check_time or not isinstance(v, str):
+                            bad.append(k)  # moved to extra; a bad time string stays as text
+    return key, warnings, bad
+
+
+def _check_key(spec: _Spec, data: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidEvent` for the first invalid key field of ``data``."""
     for f in spec.key:
         v = data.get(f)
         if not isinstance(v, str) or not v:
             why = ("is missing" if v is None else "is empty" if v == "" else
                    f"must be a string, got {_type_name(v)}")
             raise ev.InvalidEvent(f"{spec.webhook_type}: data.{f} {why}")
-        key.append(v)
-    warnings: list[str] = []
-    bad: list[str] = []
-    if len(data) > len(key):
-        checks = spec.checks
-        for k, v in data.items():
-            check = checks.get(k)
-            if check is not None and v is not None:
-                problem = check(v)
-                if problem is not None:
-                    warnings.append(f"invalid_field: data.{k}: {problem}")
-                    if check is not _check_time or not isinstance(v, str):
-                        bad.append(k)  # moved to extra; a bad time string stays as text
-    return tuple(key), warnings, bad
 
 
 def decode(payload: Payload) -> tuple[Mapping[str, Any], str, str]:
@@ -148,25 +163,33 @@ def decode(payload: Payload) -> tuple[Mapping[str, Any], str, str]:
 
     Raises :class:`InvalidEvent` naming the problem.
     """
-    if isinstance(payload, Mapping):
-        env: object = payload
-    elif isinstance(payload, bytes | bytearray | memoryview | str):
+    kind = type(payload)
+    if kind is bytes or kind is str or isinstance(payload, bytes | bytearray | memoryview | str):
         try:
-            env = orjson.loads(payload)
+            env: object = orjson.loads(payload)  # type: ignore[arg-type]
         except orjson.JSONDecodeError as e:
             raise ev.InvalidEvent(f"not JSON: {e}") from None
+    elif isinstance(payload, Mapping):
+        env = payload
     else:
-        kind = type(payload).__name__
-        raise ev.InvalidEvent(f"payload must be a mapping, str or bytes, got {kind}")
-    if not isinstance(env, Mapping):
+        raise ev.InvalidEvent(f"payload must be a mapping, str or bytes, got {kind.__name__}")
+    if type(env) is not dict and not isinstance(env, Mapping):
         raise ev.InvalidEvent(f"not a JSON object, got {_type_name(env)}")
-    key = TAG if TAG in env else ALIAS if ALIAS in env else None
-    if key is None:
-        raise ev.InvalidEvent("no webhookType: the payload has neither 'webhookType' nor 'type'")
-    tag = env[key]
-    if not isinstance(tag, str):
+    tag = env.get(TAG)
+    key = TAG
+    if tag is None:
+        key = ALIAS
+        tag = env.get(ALIAS)
+        if tag is None:
+            raise ev.InvalidEvent(
+                "no webhookType: the payload has neither 'webhookType' nor 'type'")
+    if type(tag) is not str and not isinstance(tag, str):
         raise ev.InvalidEvent(f"{key} must be a string, got {_type_name(tag)}")
     return env, key, tag
+
+
+def _tag_of(cls: type[Any]) -> str:
+    return str(cls.webhook_type)
 
 
 def _make_converter() -> Converter:
@@ -220,9 +243,7 @@ def _make_converter() -> Converter:
 
         conv.register_structure_hook(cls, structure)
         conv.register_unstructure_hook(cls, unstructure)
-    configure_tagged_union(
-        AnyEvent, conv, tag_generator=lambda cl: str(getattr(cl, "webhook_type")),  # noqa: B009 tag_name=TAG,
-    )
+    configure_tagged_union(AnyEvent, conv, tag_generator=_tag_of, tag_name=TAG)
     return conv
 
 

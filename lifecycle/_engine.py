@@ -18,8 +18,8 @@ import attrs
 from attrs import frozen
 
 from . import _events as ev
-from ._convert import SPECS, Payload, decode, inspect_data, parse_event
-from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle, Outcome
+from ._convert import SPECS, Payload, _Spec, decode, inspect_data, parse_event
+from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle, Outcome, Step
 
 __all__ = [
     "AFTER_SESSION_END",
@@ -86,8 +86,8 @@ class FeedResult:
 
     @property
     def event(self) -> ev.Event | ev.UnknownEvent | None:
-        """The parsed event (parsed when first asked for); None when malformed."""
-        if self._envelope is None:
+        """The parsed event (parsed when asked for); None when malformed."""
+        if self._envelope is None or self.outcome is Outcome.MALFORMED:
             return None
         return parse_event(self._envelope)
 
@@ -154,7 +154,7 @@ class _Resource:
     def __init__(self, state: str, entered: float) -> None:
         self.state = state
         self.entered = entered
-        self.data: dict[str, Any] | None = None
+        self.data: Mapping[str, Any] | None = None
         self.history = array("d")
         self.cycle_id: str | None = None
 
@@ -188,6 +188,8 @@ class Engine:
         self._history_cap = 2 * history_limit
         self._tables: dict[str, dict[ResourceKey, _Resource]] = {n: {} for n in LIFECYCLES}
         self._sessions = self._tables["session"]
+        self._routes = {tag: _route(lc, tag, self._tables[lc.name])
+                        for tag, lc in WEBHOOK_TYPES.items()}
         self._anomalies: list[FeedResult] = []
         self._subscriptions: list[_Subscription] = []
         self._seq = 0
@@ -202,65 +204,51 @@ class Engine:
             env, _, tag = decode(payload)
         except ev.InvalidEvent as e:
             return self._reject(seq, now, payload, None, Outcome.MALFORMED, str(e), None)
-        lc = WEBHOOK_TYPES.get(tag)
-        if lc is None:
+        route = self._routes.get(tag)
+        if route is None:
             return self._reject(seq, now, payload, env, Outcome.UNKNOWN_TYPE,
                                 f"unknown webhookType {tag!r}", tag)
-        data = env.get("data")
+        name, spec, steps, resources, starts, restarts = route
+        data: Any = env.get("data")
         try:
-            key, warnings, _ = inspect_data(SPECS[tag], data)
+            key, warnings, _ = inspect_data(spec, data)
         except ev.InvalidEvent as e:
-            return self._reject(seq, now, payload, None, Outcome.MALFORMED, str(e), tag)
-        assert isinstance(data, Mapping)
-        return self._step(lc, tag, key, data, warnings, seq, now, payload, env)
-
-    def feed_many(self, payloads: Iterable[Payload]) -> list[FeedResult]:
-        """Feed payloads in order; the results in the same order."""
-        return [self.feed(p) for p in payloads]
-
-    def _step(
-        self, lc: Lifecycle, tag: str, key: ResourceKey, data: Mapping[str, Any],
-        warnings: list[str], seq: int, now: float, payload: Payload, env: Mapping[str, Any],
-    ) -> FeedResult:
-        d = lc.definition
-        table = self._tables[d.name]
-        res = table.get(key)
-        before = res.state if res is not None else IDLE
-        step = lc.table[before][tag]
+            return self._reject(seq, now, payload, env, Outcome.MALFORMED, str(e), tag)
+        if type(payload) is not bytes and type(payload) is not str:
+            data = dict(data)  # the caller's mapping may change after feed returns
+        res = resources.get(key)
+        before = IDLE if res is None else res.state
+        step, code = steps[before]
         outcome = step.outcome
         if step.restart and res is not None and res.cycle_id is not None \
                 and data.get("id") == res.cycle_id:
             outcome = Outcome.OUT_OF_ORDER  # a late copy of the finished cycle's start
-        if d.session_scoped and step.target == lc.entry_state:
-            session = self._sessions.get((data.get("meetingId"), data.get("sessionId")))  # type: ignore[arg-type]
+            code = (code & ~7) | _OUTCOME_CODE[outcome]
+        if starts:
+            session = self._sessions.get((data.get("meetingId"), data.get("sessionId")))
             if session is not None and session.state == "ended":
                 warnings.append(AFTER_SESSION_END)
         changed = outcome is Outcome.APPLIED or outcome is Outcome.GAP
         result = FeedResult(
-            seq, outcome, d.name, key, tag, before, step.target if changed else before,
-            step.missing if outcome is Outcome.GAP else (), tuple(warnings), None, now,
-            payload, env,
+            seq, outcome, name, key, tag, before, step.target if changed else before,
+            step.missing, tuple(warnings) if warnings else (), None, now, payload, env,
         )
         if self.strict and outcome is not Outcome.APPLIED and outcome is not Outcome.DUPLICATE:
             raise LifecycleViolation(result)
         self._seq = seq
         if res is None:
-            res = table[key] = _Resource(before, now)
+            res = resources[key] = _Resource(before, now)
         if changed:
             res.state = step.target
             res.entered = now
-            extra = None if len(data) == len(key) else {
-                k: v for k, v in data.items() if k not in d.key_fields}
-            if step.restart or res.data is None:
-                res.data = extra
-            elif extra:
-                res.data.update(extra)
-        if d.restart and outcome is not Outcome.OUT_OF_ORDER and outcome is not Outcome.ILLEGAL:
+            # never mutate a dict that a result or the caller may still hold
+            res.data = data if step.restart or res.data is None else {**res.data, **data}
+        if restarts and outcome is not Outcome.OUT_OF_ORDER and outcome is not Outcome.ILLEGAL:
             cycle_id = data.get("id")
             if isinstance(cycle_id, str):
                 res.cycle_id = cycle_id
         h = res.history
-        h.append((seq << 10) | (_TYPE_CODE[tag] << 3) | _OUTCOME_CODE[outcome])
+        h.append((seq << 10) | code)
         h.append(now)
         if len(h) > self._history_cap:
             del h[:2]
@@ -269,6 +257,10 @@ class Engine:
         if changed and self._subscriptions:
             self._notify(result)
         return result
+
+    def feed_many(self, payloads: Iterable[Payload]) -> list[FeedResult]:
+        """Feed payloads in order; the results in the same order."""
+        return [self.feed(p) for p in payloads]
 
     def _reject(
         self, seq: int, now: float, payload: Payload, env: Mapping[str, Any] | None,
@@ -357,12 +349,11 @@ class Engine:
             for key, res in self._tables[name].items():
                 if state is not None and res.state != state:
                     continue
-                if meeting_id is not None or session_id is not None:
-                    ids = dict(zip(lc.definition.key_fields, key, strict=True)) | (res.data or {})
-                    if meeting_id is not None and ids.get("meetingId") != meeting_id:
-                        continue
-                    if session_id is not None and ids.get("sessionId") != session_id:
-                        continue
+                ids = res.data or {}
+                if meeting_id is not None and ids.get("meetingId") != meeting_id:
+                    continue
+                if session_id is not None and ids.get("sessionId") != session_id:
+                    continue
                 out.append(self._status(lc, key, res))
         return out
 
@@ -400,8 +391,22 @@ class Engine:
                          _OUTCOMES[int(h[i]) & 7], _utc(h[i + 1]))
             for i in range(0, len(h), 2)
         )
-        data = dict(zip(lc.definition.key_fields, key, strict=True)) | (res.data or {})
+        data = res.data or dict(zip(lc.definition.key_fields, key, strict=True))
         return ResourceStatus(lc.name, key, res.state, _utc(res.entered), data, history)
+
+_Route = tuple[str, _Spec, dict[str, tuple[Step, int]], dict[ResourceKey, _Resource], bool, bool]
+
+
+def _route(lc: Lifecycle, tag: str, resources: dict[ResourceKey, _Resource]) -> _Route:
+    """All the hot path needs for one webhook type, gathered once per engine."""
+    d = lc.definition
+    steps = {
+        s: (row[tag], (_TYPE_CODE[tag] << 3) | _OUTCOME_CODE[row[tag].outcome])
+        for s, row in lc.table.items()
+    }
+    starts = d.session_scoped and d.webhooks[tag] == lc.entry_state
+    return (d.name, SPECS[tag], steps, resources, starts, bool(d.restart))
+
 
 def _lifecycle(name: str) -> Lifecycle:
     try:
