@@ -18,6 +18,7 @@ naive dict of machines) divided by the number of tracked resources.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import time
 import tracemalloc
@@ -89,10 +90,8 @@ def naive_state(payloads: Sequence[bytes]) -> dict[tuple[str, ...], Machine]:
             states, edges = defs[lc.name]
             m = machines[key] = Machine(states=states, transitions=edges, initial="idle",
                                         auto_transitions=False)
-        try:
+        with contextlib.suppress(MachineError):
             m.trigger(tag)
-        except MachineError:
-            pass
     return machines
 
 
