@@ -88,6 +88,7 @@ class _Spec:
     checks: Mapping[str, Callable[[object], str | None]]
     wire: frozenset[str]
     getter: Callable[[Mapping[str, Any]], Any] = attrs.field(eq=False, repr=False)
+    single: bool = False
 
 
 def _spec(cls: type[ev.Event], key: tuple[str, ...]) -> _Spec:
@@ -100,7 +101,8 @@ def _spec(cls: type[ev.Event], key: tuple[str, ...]) -> _Spec:
         checks[camel(a.name)] = _CHECKS[kind]
     for k in key:
         checks.pop(k)
-    return _Spec(cls.webhook_type, key, checks, frozenset(checks) | set(key), itemgetter(*key))
+    return _Spec(cls.webhook_type, key, checks, frozenset(checks) | set(key), itemgetter(*key),
+                 len(key) == 1)
 
 
 SPECS: dict[str, _Spec] = {
@@ -121,15 +123,12 @@ def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str],
         data = dict(data)
     try:
         key = spec.getter(data)
-    except KeyError:
-        key = ()
-    if len(spec.key) == 1:
-        key = (key,)
-    for v in key:
-        if type(v) is not str or not v:
-            _check_key(spec, data)
-            break
-    if len(key) != len(spec.key):
+        if spec.single:
+            key = (key,)
+        "".join(key)  # raises TypeError unless every key value is a string
+        if "" in key:
+            raise TypeError
+    except (KeyError, TypeError):
         _check_key(spec, data)
     warnings: list[str] = []
     bad: list[str] = []
@@ -139,12 +138,13 @@ def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str],
             check = checks.get(k)
             if check is not None:
                 v = data[k]
-                if v is not None:
-                    problem = check(v)
-                    if problem is not None:
-                        warnings.append(f"invalid_field: data.{k}: {problem}")
-                        if check is not _check_time or not isinstance(v, str):
-                            bad.append(k)  # moved to extra; a bad time string stays as text
+                if v is None or (check is _check_string and type(v) is str):
+                    continue
+                problem = check(v)
+                if problem is not None:
+                    warnings.append(f"invalid_field: data.{k}: {problem}")
+                    if check is not _check_time or not isinstance(v, str):
+                        bad.append(k)  # moved to extra; a bad time string stays as text
     return key, warnings, bad
 
 

@@ -16,9 +16,11 @@ from typing import Any
 
 import attrs
 from attrs import frozen
+from orjson import JSONDecodeError
+from orjson import loads as _loads
 
 from . import _events as ev
-from ._convert import SPECS, Payload, _Spec, decode, inspect_data, parse_event
+from ._convert import SPECS, TAG, Payload, _Spec, decode, inspect_data, parse_event
 from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle, Outcome, Step
 
 __all__ = [
@@ -200,10 +202,18 @@ class Engine:
         """Feed one webhook payload (mapping, JSON text or bytes); never raises on bad input."""
         seq = self._seq + 1
         now = self._clock()
-        try:
-            env, _, tag = decode(payload)
-        except ev.InvalidEvent as e:
-            return self._reject(seq, now, payload, None, Outcome.MALFORMED, str(e), None)
+        env: Any = None
+        if type(payload) is bytes:  # the receiver's common case, without the checks' call
+            try:
+                env = _loads(payload)
+            except JSONDecodeError:
+                env = None
+        tag = env.get(TAG) if type(env) is dict else None
+        if type(tag) is not str:
+            try:
+                env, _, tag = decode(payload)
+            except ev.InvalidEvent as e:
+                return self._reject(seq, now, payload, None, Outcome.MALFORMED, str(e), None)
         route = self._routes.get(tag)
         if route is None:
             return self._reject(seq, now, payload, env, Outcome.UNKNOWN_TYPE,
