@@ -265,15 +265,19 @@ def parse_event(payload: Payload) -> ev.Event | ev.UnknownEvent:
     env, key, tag = decode(payload)
     if tag not in WEBHOOK_TYPES:
         return ev.UnknownEvent(webhook_type=tag, payload=dict(env))
+    original = env
     if key == ALIAS:
-        env = {TAG: tag, **{k: v for k, v in env.items() if k != ALIAS}}
+        env = {**{k: v for k, v in env.items() if k not in (TAG, ALIAS)}, TAG: tag}
     try:
         event: ev.Event = converter.structure(env, AnyEvent)
     except ev.InvalidEvent:
         raise
     except Exception as e:  # a converter error the checks did not foresee
         raise ev.InvalidEvent(f"{tag}: {e}") from e
-    return attrs.evolve(event, tag_key=ALIAS) if key == ALIAS else event
+    if key == ALIAS:  # a "webhookType": null beside the alias stays in the envelope
+        kept = {TAG: original[TAG]} if TAG in original else {}
+        event = attrs.evolve(event, tag_key=ALIAS, envelope={**event.envelope, **kept})
+    return event
 
 
 def dump_event(event: ev.Event | ev.UnknownEvent) -> dict[str, Any]:
@@ -286,4 +290,6 @@ def dump_event(event: ev.Event | ev.UnknownEvent) -> dict[str, Any]:
     out: dict[str, Any] = converter.unstructure(event, AnyEvent)
     if event.tag_key != TAG:
         out[event.tag_key] = out.pop(TAG)
+        if TAG in event.envelope:
+            out[TAG] = event.envelope[TAG]
     return out

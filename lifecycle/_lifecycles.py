@@ -118,7 +118,10 @@ _MEETING = ("meetingId", "sessionId")
 _RECORDER = ("starting", "started", "stopping", "stopped")
 
 DEFINITIONS: tuple[LifecycleDef, ...] = (
-    _progress("session", ev.SessionEvent, _MEETING, ("started", "ended"), failed=False),
+    _progress(
+        "session", ev.SessionEvent, _MEETING, ("started", "ended"), failed=False,
+        session_scoped=False,  # the session itself, not a resource within one
+    ),
     _progress(
         "participant", ev.ParticipantEvent, (*_MEETING, "participantId"),
         ("joined", "left"), failed=False, restart_to="joined",
@@ -214,7 +217,8 @@ class Lifecycle:
                  f'  "__start" -> "{IDLE}";']
         for (a, b), types in _edge_labels(d).items():
             style = ', style="dashed"' if (a, b) in d.restart else ""
-            lines.append(f'  "{a}" -> "{b}" [label="{chr(92) + "n".join(types)}"{style}];')
+            label = "\\n".join(types)
+            lines.append(f'  "{a}" -> "{b}" [label="{label}"{style}];')
         return "\n".join([*lines, "}"]) + "\n"
 
 

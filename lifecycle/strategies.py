@@ -155,8 +155,8 @@ def _interleave(draw: st.DrawFn, seqs: Sequence[list[T]]) -> list[T]:
     return out
 
 
-_SCOPED = [n for n, lc in LIFECYCLES.items() if lc.definition.session_scoped and n != "session"]
-_OWN = [n for n, lc in LIFECYCLES.items() if not lc.definition.session_scoped]
+_SCOPED = [n for n, lc in LIFECYCLES.items() if lc.definition.session_scoped]
+_OWN = [n for n, lc in LIFECYCLES.items() if not lc.definition.session_scoped and n != "session"]
 
 
 @st.composite
