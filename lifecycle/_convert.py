@@ -66,7 +66,8 @@ def _check_time(v: object) -> str | None:
 
 def _check_files(v: object) -> str | None:
     if isinstance(v, list) and all(
-        isinstance(f, dict) and all(isinstance(f.get(k, ""), str) for k in ("filePath", "fileUrl"))
+        isinstance(f, dict)
+        and all(f.get(k) is None or isinstance(f[k], str) for k in ("filePath", "fileUrl"))
         for f in v
     ):
         return None

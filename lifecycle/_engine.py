@@ -106,11 +106,12 @@ class LifecycleViolation(Exception):  # noqa: N818 - the domain's word
     """
 
     def __init__(self, result: FeedResult) -> None:
-        where = f" on {result.lifecycle} {'/'.join(result.key or ())}" if result.lifecycle else ""
-        super().__init__(
-            f"{result.outcome.value}{where}: {result.webhook_type or 'payload'}"
-            f" in state {result.before!r}" + (f" ({result.reason})" if result.reason else "")
-        )
+        if result.lifecycle is None:  # malformed or unknown_type
+            text = f"{result.outcome.value}: {result.reason}"
+        else:
+            text = (f"{result.outcome.value} on {result.lifecycle} {'/'.join(result.key or ())}"
+                    f": {result.webhook_type} in state {result.before!r}")
+        super().__init__(text)
         self.result = result
 
 @frozen

@@ -207,8 +207,10 @@ class Lifecycle:
             title=d.name, show_state_attributes=False,
         )
         text: str = graph.get_graph().draw(None)
-        # the placeholder model's current state is not part of the definition
-        return text.replace(f"Class {IDLE} s_active", f"Class {IDLE} s_default")
+        # the placeholder model's current state is not part of the definition, and
+        # Mermaid reads the title from front matter as `title: ...`
+        text = text.replace(f"Class {IDLE} s_active", f"Class {IDLE} s_default")
+        return text.replace(f"---\n{d.name}\n---", f"---\ntitle: {d.name}\n---", 1)
 
     def dot(self) -> str:
         """The state diagram as Graphviz DOT text."""
@@ -244,9 +246,10 @@ def _machine_edges(d: LifecycleDef) -> list[dict[str, str]]:
 def compile_lifecycle(d: LifecycleDef) -> Lifecycle:
     """Validate ``d``, build its shared machine and compile its classification table.
 
-    Raises :class:`DefinitionError` when a structural rule is broken: one initial state,
-    every state reachable, every webhook type mapped to a state, nothing leaving a final
-    state but the restart edges.
+    Raises :class:`DefinitionError` when a structural rule is broken: one initial state
+    (``idle``, never re-entered), every state reachable from it, every state reached by
+    some webhook type and every webhook type mapped to a state, and restart edges only
+    out of final states (the states no forward edge leaves).
     """
 
     def fail(why: str) -> DefinitionError:
@@ -305,11 +308,13 @@ def compile_lifecycle(d: LifecycleDef) -> Lifecycle:
 
     classes = {
         w: attrs.frozen(kw_only=True)(type(_camel(w), (d.shape,), {
-            "webhook_type": w, "lifecycle": d.name, "__module__": "lifecycle.events",
+            "webhook_type": w, "lifecycle": d.name, "__module__": __name__,
             "__doc__": f"The ``{w}`` webhook: {d.name} becomes ``{t}``.",
         }))
         for w, t in d.webhooks.items()
     }
+    for cls in classes.values():  # importable by name, so that events pickle
+        globals().setdefault(cls.__name__, cls)
     entry = d.states[1]
     return Lifecycle(d, machine, table, classes, final, entry)
 
