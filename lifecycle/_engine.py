@@ -190,9 +190,6 @@ class Engine:
         self._clock = clock
         self._history_cap = 2 * history_limit
         self._tables: dict[str, dict[ResourceKey, _Resource]] = {n: {} for n in LIFECYCLES}
-        self._sessions = self._tables["session"]
-        self._routes = {tag: _route(lc, tag, self._tables[lc.name])
-                        for tag, lc in WEBHOOK_TYPES.items()}
         self._anomalies: list[FeedResult] = []
         self._subscriptions: list[_Subscription] = []
         self._seq = 0
@@ -203,6 +200,24 @@ class Engine:
         """Feed one webhook payload (mapping, JSON text or bytes); never raises on bad input."""
         seq = self._seq + 1
         now = self._clock()
+        try:
+            parsed = self._parse(payload)
+        except _Rejected as r:
+            return self._reject(self._result(seq, now, payload, r))
+        result = self._step(parsed, seq, now, payload, self._tables)
+        self._seq = seq
+        if result.warnings or result.outcome is not Outcome.APPLIED:
+            self._anomalies.append(result)
+        if result.outcome in _CHANGES and self._subscriptions:
+            self._notify(result)
+        return result
+
+    def feed_many(self, payloads: Iterable[Payload]) -> list[FeedResult]:
+        """Feed payloads in order; the results in the same order."""
+        return [self.feed(p) for p in payloads]
+
+    def _parse(self, payload: Payload) -> _Parsed:
+        """Decode and check ``payload``; raises :class:`_Rejected` when it is not a webhook."""
         env: Any = None
         if type(payload) is bytes:  # the receiver's common case, without the checks' call
             try:
@@ -214,19 +229,28 @@ class Engine:
             try:
                 env, _, tag = decode(payload)
             except ev.InvalidEvent as e:
-                return self._reject(seq, now, payload, None, Outcome.MALFORMED, str(e), None)
-        route = self._routes.get(tag)
+                raise _Rejected(Outcome.MALFORMED, str(e), None, None) from None
+        route = _ROUTES.get(tag)
         if route is None:
-            return self._reject(seq, now, payload, env, Outcome.UNKNOWN_TYPE,
-                                f"unknown webhookType {tag!r}", tag)
-        name, spec, steps, resources, starts, restarts = route
+            raise _Rejected(Outcome.UNKNOWN_TYPE, f"unknown webhookType {tag!r}", tag, env)
         data: Any = env.get("data")
         try:
-            key, warnings, _ = inspect_data(spec, data)
+            key, warnings, _ = inspect_data(route[1], data)
         except ev.InvalidEvent as e:
-            return self._reject(seq, now, payload, env, Outcome.MALFORMED, str(e), tag)
+            raise _Rejected(Outcome.MALFORMED, str(e), tag, env) from None
         if type(payload) is not bytes and type(payload) is not str:
             data = dict(data)  # the caller's mapping may change after feed returns
+        return route, tag, key, data, env, warnings
+
+    def _step(
+        self, parsed: _Parsed, seq: int, now: float, payload: Payload, tables: _Tables,
+    ) -> FeedResult:
+        """Classify a parsed event against ``tables`` and apply it there.
+
+        Raises :class:`LifecycleViolation` in strict mode before changing anything.
+        """
+        (name, _, steps, starts, restarts), tag, key, data, env, warnings = parsed
+        resources = tables[name]
         res = resources.get(key)
         before = IDLE if res is None else res.state
         step, code = steps[before]
@@ -236,7 +260,8 @@ class Engine:
             outcome = Outcome.OUT_OF_ORDER  # a late copy of the finished cycle's start
             code = (code & ~7) | _OUTCOME_CODE[outcome]
         if starts:
-            session = self._sessions.get((data.get("meetingId"), data.get("sessionId")))
+            session_key: Any = (data.get("meetingId"), data.get("sessionId"))
+            session = tables["session"].get(session_key)
             if session is not None and session.state == "ended":
                 warnings.append(AFTER_SESSION_END)
         changed = outcome is Outcome.APPLIED or outcome is Outcome.GAP
@@ -246,7 +271,6 @@ class Engine:
         )
         if self.strict and outcome is not Outcome.APPLIED and outcome is not Outcome.DUPLICATE:
             raise LifecycleViolation(result)
-        self._seq = seq
         if res is None:
             res = resources[key] = _Resource(before, now)
         if changed:
@@ -263,25 +287,17 @@ class Engine:
         h.append(now)
         if len(h) > self._history_cap:
             del h[:2]
-        if warnings or outcome is not Outcome.APPLIED:
-            self._anomalies.append(result)
-        if changed and self._subscriptions:
-            self._notify(result)
         return result
 
-    def feed_many(self, payloads: Iterable[Payload]) -> list[FeedResult]:
-        """Feed payloads in order; the results in the same order."""
-        return [self.feed(p) for p in payloads]
+    @staticmethod
+    def _result(seq: int, now: float, payload: Payload, r: _Rejected) -> FeedResult:
+        return FeedResult(seq, r.outcome, None, None, r.tag, None, None, (), (), r.reason, now,
+                          payload, r.envelope)
 
-    def _reject(
-        self, seq: int, now: float, payload: Payload, env: Mapping[str, Any] | None,
-        outcome: Outcome, reason: str, tag: str | None,
-    ) -> FeedResult:
-        result = FeedResult(seq, outcome, None, None, tag, None, None, (), (), reason, now,
-                            payload, env)
+    def _reject(self, result: FeedResult) -> FeedResult:
         if self.strict:
             raise LifecycleViolation(result)
-        self._seq = seq
+        self._seq = result.seq
         self._anomalies.append(result)
         return result
 
@@ -405,18 +421,32 @@ class Engine:
         data = res.data or dict(zip(lc.definition.key_fields, key, strict=True))
         return ResourceStatus(lc.name, key, res.state, _utc(res.entered), data, history)
 
-_Route = tuple[str, _Spec, dict[str, tuple[Step, int]], dict[ResourceKey, _Resource], bool, bool]
+_Route = tuple[str, _Spec, dict[str, tuple[Step, int]], bool, bool]
+_Parsed = tuple[_Route, str, ResourceKey, dict[str, Any], Mapping[str, Any], list[str]]
+_Tables = Mapping[str, dict[ResourceKey, _Resource]]
 
 
-def _route(lc: Lifecycle, tag: str, resources: dict[ResourceKey, _Resource]) -> _Route:
-    """All the hot path needs for one webhook type, gathered once per engine."""
+def _route(lc: Lifecycle, tag: str) -> _Route:
+    """All the hot path needs for one webhook type, gathered once."""
     d = lc.definition
     steps = {
         s: (row[tag], (_TYPE_CODE[tag] << 3) | _OUTCOME_CODE[row[tag].outcome])
         for s, row in lc.table.items()
     }
     starts = d.session_scoped and d.webhooks[tag] == lc.entry_state
-    return (d.name, SPECS[tag], steps, resources, starts, bool(d.restart))
+    return (d.name, SPECS[tag], steps, starts, bool(d.restart))
+
+
+_ROUTES = {tag: _route(lc, tag) for tag, lc in WEBHOOK_TYPES.items()}
+
+
+class _Rejected(Exception):  # noqa: N818 - internal signal, never escapes feed
+    """Raised by ``_parse`` for a payload that is malformed or of an unknown type."""
+
+    def __init__(self, outcome: Outcome, reason: str, tag: str | None,
+                 envelope: Mapping[str, Any] | None) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason, self.tag, self.envelope = outcome, reason, tag, envelope
 
 
 def _lifecycle(name: str) -> Lifecycle:
