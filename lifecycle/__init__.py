@@ -32,6 +32,7 @@ from ._events import (
     TranscriptionEvent,
     UnknownEvent,
 )
+from ._store import SCHEMA_VERSION, StoreUnavailable
 from ._lifecycles import (
     LIFECYCLES,
     WEBHOOK_TYPES,
@@ -46,6 +47,7 @@ from ._lifecycles import (
 __all__ = [
     "AFTER_SESSION_END",
     "LIFECYCLES",
+    "SCHEMA_VERSION",
     "WEBHOOK_TYPES",
     "AiDeploymentSessionEvent",
     "DefinitionError",
@@ -71,6 +73,7 @@ __all__ = [
     "ResourceStatus",
     "SessionEvent",
     "Step",
+    "StoreUnavailable",
     "TranscriptionEvent",
     "UnknownEvent",
     "compile_lifecycle",

@@ -8,6 +8,7 @@ its history is a capped array of packed numbers, expanded only when asked for.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -188,6 +189,7 @@ class Engine:
             raise ValueError("history_limit must be at least 1")
         self.strict = strict
         self._clock = clock
+        self._history_limit = history_limit
         self._history_cap = 2 * history_limit
         self._tables: dict[str, dict[ResourceKey, _Resource]] = {n: {} for n in LIFECYCLES}
         self._anomalies: list[FeedResult] = []
@@ -340,27 +342,20 @@ class Engine:
         """How many payloads were fed (the last sequence number)."""
         return self._seq
 
-    def status(self, lifecycle: str, *key: str, **ids: str) -> ResourceStatus | None:
+    def status(self, lifecycle: str, *key: str, at: int | datetime | None = None,
+               **ids: str) -> ResourceStatus | None:
         """The status of one resource, by its key values or snake_case key fields.
 
         ``engine.status("recording", meeting_id="m", session_id="s")``; None when the
-        resource was never seen.
+        resource was never seen. ``at`` (a sequence number or a time) asks for an
+        earlier state, which only an engine with an event log can answer.
         """
         lc = _lifecycle(lifecycle)
-        fields = lc.definition.key_fields
-        if ids:
-            names = {_snake(f): f for f in fields}
-            unknown = set(ids) - set(names)
-            if key or unknown or len(ids) != len(fields):
-                raise TypeError(
-                    f"{lifecycle} resources are keyed by {', '.join(names)}"
-                    + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
-                )
-            key = tuple(ids[n] for n in names)
-        elif len(key) != len(fields):
-            raise TypeError(f"{lifecycle} resources are keyed by {', '.join(fields)}")
-        res = self._tables[lifecycle].get(key)
-        return None if res is None else self._status(lc, key, res)
+        values = _key_values(lc, key, ids)
+        if at is not None:
+            raise _no_log("status(at=...)")
+        res = self._tables[lifecycle].get(values)
+        return None if res is None else self._status(lc, values, res)
 
     def resources(
         self,
@@ -403,6 +398,38 @@ class Engine:
             and (meeting_id is None or r.data.get("meetingId") == meeting_id)
             and (session_id is None or r.data.get("sessionId") == session_id)
         ]
+
+    def rebuild(self) -> list[tuple[str, ResourceKey, str | None, str]]:
+        """Recompute every resource from the event log (needs ``Engine.open``)."""
+        raise _no_log("rebuild()")
+
+    def prune(self, before: datetime | float) -> int:
+        """Drop old log rows of finished resources (needs ``Engine.open``)."""
+        raise _no_log("prune()")
+
+    def close(self) -> None:
+        """Release the store; nothing to do for an in-memory engine."""
+
+    @classmethod
+    def open(
+        cls,
+        url: str | os.PathLike[str],
+        *,
+        strict: bool = False,
+        clock: Callable[[], float] = time.time,
+        history_limit: int = 100,
+        synchronous: str = "NORMAL",
+    ) -> Engine:
+        """An engine whose state is stored at ``url``, created or migrated as needed.
+
+        ``sqlite:///path.db`` or a bare path (WAL mode; ``synchronous`` is SQLite's
+        pragma), or ``postgresql://user@host/db`` (psycopg 3) for several receivers.
+        Raises :class:`StoreUnavailable` when the database cannot be opened.
+        """
+        from ._store import open_engine
+
+        return open_engine(url, strict=strict, clock=clock, history_limit=history_limit,
+                           synchronous=synchronous)
 
     def __iter__(self) -> Iterator[ResourceStatus]:
         return iter(self.resources())
@@ -447,6 +474,27 @@ class _Rejected(Exception):  # noqa: N818 - internal signal, never escapes feed
                  envelope: Mapping[str, Any] | None) -> None:
         super().__init__(reason)
         self.outcome, self.reason, self.tag, self.envelope = outcome, reason, tag, envelope
+
+
+def _no_log(what: str) -> TypeError:
+    return TypeError(f"{what} needs an engine with an event log: Engine.open(url)")
+
+
+def _key_values(lc: Lifecycle, key: tuple[str, ...], ids: Mapping[str, str]) -> ResourceKey:
+    """The key of a resource from positional values or snake_case keyword ids."""
+    fields = lc.definition.key_fields
+    if ids:
+        names = {_snake(f): f for f in fields}
+        unknown = set(ids) - set(names)
+        if key or unknown or len(ids) != len(fields):
+            raise TypeError(
+                f"{lc.name} resources are keyed by {', '.join(names)}"
+                + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
+            )
+        return tuple(ids[n] for n in names)
+    if len(key) != len(fields):
+        raise TypeError(f"{lc.name} resources are keyed by {', '.join(fields)}")
+    return tuple(key)
 
 
 def _lifecycle(name: str) -> Lifecycle:

@@ -29,3 +29,43 @@ def load_examples() -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def examples() -> list[dict[str, Any]]:
     return load_examples()
+
+
+POSTGRES_URL = os.environ.get("LIFECYCLE_TEST_POSTGRES", "")
+STORES = ["memory", "sqlite", "postgresql"]
+
+
+def postgres_or_skip() -> str:
+    """The test server's URL; a loud skip when there is none (a failure in CI)."""
+    if not POSTGRES_URL:
+        message = ("no PostgreSQL server for the tests: set LIFECYCLE_TEST_POSTGRES "
+                   "(`source .ci/postgres.sh` starts one)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        import warnings
+
+        warnings.warn(message, stacklevel=2)
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+def reset_postgres(url: str) -> None:
+    """Drop every table of the test database (a fresh store for the next engine)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS events, resources, lifecycle_meta CASCADE")
+        conn.execute("DROP SEQUENCE IF EXISTS lifecycle_events_seq")
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """None for the in-memory engine, else a fresh database URL of the store asked for."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "memory":
+        return None
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'lifecycle.db'}"
+    url = postgres_or_skip()
+    reset_postgres(url)
+    return url

@@ -1,0 +1,719 @@
+"""Durable engines: an append-only event log and a current-state table, in SQL.
+
+SQLite (embedded, the default of ``Engine.open``) and PostgreSQL (several receivers
+sharing one database) speak the same SQL here but for a few dialect words. A batch of
+payloads is parsed first, then fed in one transaction: lock the resources it touches,
+load them, run the engine's own ``_step`` on them, append the log rows and upsert the
+resources, commit. The log row and the state change therefore commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import attrs
+import orjson
+
+from ._convert import Payload, decode
+from ._engine import (
+    _CHANGES,
+    Engine,
+    FeedResult,
+    HistoryEntry,
+    LifecycleViolation,
+    ResourceKey,
+    ResourceStatus,
+    _key_values,
+    _lifecycle,
+    _Parsed,
+    _Rejected,
+    _Resource,
+    _Tables,
+    _utc,
+)
+from ._events import InvalidEvent
+from ._lifecycles import LIFECYCLES, Outcome
+
+__all__ = ["SCHEMA_VERSION", "StoreUnavailable", "StoredEngine", "open_engine"]
+
+
+class StoreUnavailable(Exception):  # noqa: N818 - the condition, as users meet it
+    """The database cannot be reached or failed mid-transaction; nothing was written.
+
+    Feeding the same payload again once the database is back is safe.
+
+    .. versionadded:: 0.1
+    """
+
+
+@attrs.frozen
+class Dialect:
+    """The few words in which SQLite and PostgreSQL differ here."""
+
+    name: str
+    param: str
+    blob: str
+    real: str
+    bigint: str
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", self.param) if self.param != "?" else text
+
+
+SQLITE = Dialect("sqlite", "?", "BLOB", "REAL", "INTEGER")
+POSTGRES = Dialect("postgresql", "%s", "BYTEA", "DOUBLE PRECISION", "BIGINT")
+
+Step = str | Callable[[Any, Dialect], None]
+
+
+def _backfill_filters(conn: Any, dialect: Dialect) -> None:
+    """Version 2: fill the new meeting/session/anomaly columns from the stored rows."""
+    rows = conn.execute("SELECT seq, payload, payload_kind, outcome, warnings FROM events")
+    updates = []
+    for seq, blob, kind, outcome, warnings in rows.fetchall():
+        meeting, session = _ids(_data_of(decode_payload(bytes(blob), kind)))
+        anomaly = int(outcome != "applied" or warnings != "[]")
+        updates.append((meeting, session, anomaly, seq))
+    _many(conn, dialect, "UPDATE events SET meeting_id = ?, session_id = ?, anomaly = ? "
+          "WHERE seq = ?", updates)
+    rows = conn.execute("SELECT lifecycle, resource_key, data FROM resources")
+    _many(conn, dialect, "UPDATE resources SET meeting_id = ?, session_id = ? "
+          "WHERE lifecycle = ? AND resource_key = ?",
+          [(*_ids(orjson.loads(data) if data else {}), lc, key)
+           for lc, key, data in rows.fetchall()])
+
+
+MIGRATIONS: Sequence[tuple[int, Sequence[Step]]] = (
+    (1, (
+        """CREATE TABLE events (
+            seq {bigint} PRIMARY KEY,
+            received_at {real} NOT NULL,
+            payload {blob} NOT NULL,
+            payload_kind TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            lifecycle TEXT,
+            resource_key TEXT,
+            webhook_type TEXT,
+            before_state TEXT,
+            after_state TEXT,
+            missing TEXT NOT NULL,
+            warnings TEXT NOT NULL,
+            reason TEXT)""",
+        "CREATE INDEX events_by_resource ON events (lifecycle, resource_key, seq)",
+        """CREATE TABLE resources (
+            lifecycle TEXT NOT NULL,
+            resource_key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            entered_at {real} NOT NULL,
+            data TEXT,
+            cycle_id TEXT,
+            first_seq {bigint} NOT NULL,
+            last_seq {bigint} NOT NULL,
+            PRIMARY KEY (lifecycle, resource_key))""",
+    )),
+    (2, (  # filters and anomalies by index; prune snapshots
+        "ALTER TABLE events ADD COLUMN meeting_id TEXT",
+        "ALTER TABLE events ADD COLUMN session_id TEXT",
+        "ALTER TABLE events ADD COLUMN anomaly INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE resources ADD COLUMN meeting_id TEXT",
+        "ALTER TABLE resources ADD COLUMN session_id TEXT",
+        "ALTER TABLE resources ADD COLUMN base TEXT",
+        _backfill_filters,
+        "CREATE INDEX events_anomalies ON events (anomaly, seq)",
+        "CREATE INDEX resources_by_session ON resources (session_id, meeting_id)",
+    )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+"""The schema version this release writes; older databases are migrated on open."""
+
+_MIGRATION_LOCK = 0x6C6966656379636C  # the advisory lock id of migrations on PostgreSQL
+
+
+def _many(conn: Any, dialect: Dialect, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    if rows:
+        if dialect is SQLITE:
+            conn.executemany(sql, rows)
+        else:
+            with conn.cursor() as cur:
+                cur.executemany(dialect.sql(sql), rows)
+
+
+def migrate(conn: Any, dialect: Dialect, target: int = SCHEMA_VERSION) -> int:
+    """Bring the schema to ``target`` inside the caller's transaction; the version before."""
+    conn.execute("CREATE TABLE IF NOT EXISTS lifecycle_meta "
+                 "(name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    row = conn.execute("SELECT value FROM lifecycle_meta WHERE name = 'schema_version'")
+    found = row.fetchone()
+    version = int(found[0]) if found else 0
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"the database has schema version {version}, newer than this release's "
+            f"{SCHEMA_VERSION}: upgrade videosdk-lifecycle")
+    for number, steps in MIGRATIONS:
+        if version < number <= target:
+            for step in steps:
+                if callable(step):
+                    step(conn, dialect)
+                else:
+                    conn.execute(step.format(blob=dialect.blob, real=dialect.real,
+                                             bigint=dialect.bigint))
+    if target > version:
+        if dialect is POSTGRES and version == 0:
+            conn.execute("CREATE SEQUENCE IF NOT EXISTS lifecycle_events_seq")
+        conn.execute(dialect.sql(
+            "INSERT INTO lifecycle_meta (name, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value"), (str(target),))
+    return version
+
+
+# -- payloads and rows ----------------------------------------------------------------
+
+def encode_payload(payload: Payload) -> tuple[bytes, str]:
+    """The payload as stored: its bytes and how to give it back (bytes, text, json, repr)."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload), "bytes"
+    if isinstance(payload, str):
+        return payload.encode("utf-8", "surrogatepass"), "text"
+    if isinstance(payload, Mapping):
+        try:
+            return orjson.dumps(dict(payload), option=orjson.OPT_NON_STR_KEYS), "json"
+        except TypeError:
+            pass
+    return repr(payload).encode("utf-8", "backslashreplace"), "repr"
+
+
+def decode_payload(blob: bytes, kind: str) -> Payload:
+    """The payload as it was fed (a mapping for ``json``, the text of a ``repr``)."""
+    if kind == "bytes":
+        return blob
+    if kind == "json":
+        loaded: dict[str, Any] = orjson.loads(blob)
+        return loaded
+    return blob.decode("utf-8", "surrogatepass")
+
+
+def _data_of(payload: Payload) -> Mapping[str, Any]:
+    try:
+        data = decode(payload)[0].get("data")
+    except InvalidEvent:
+        return {}
+    return data if isinstance(data, Mapping) else {}
+
+
+def _ids(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    meeting, session = data.get("meetingId"), data.get("sessionId")
+    return (meeting if isinstance(meeting, str) else None,
+            session if isinstance(session, str) else None)
+
+
+def _key_text(key: ResourceKey) -> str:
+    return orjson.dumps(key).decode()
+
+
+def _lock_id(lifecycle: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{lifecycle}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_EVENT_COLUMNS = ("seq, received_at, payload, payload_kind, outcome, lifecycle, resource_key, "
+                  "webhook_type, before_state, after_state, missing, warnings, reason, "
+                  "meeting_id, session_id, anomaly")
+_RESOURCE_COLUMNS = ("lifecycle, resource_key, state, entered_at, data, cycle_id, first_seq, "
+                     "last_seq, meeting_id, session_id")
+
+
+def _event_row(r: FeedResult) -> tuple[Any, ...]:
+    blob, kind = encode_payload(r.payload)
+    meeting, session = _ids(r.data)
+    return (r.seq, r.timestamp, blob, kind, r.outcome.value, r.lifecycle,
+            _key_text(r.key) if r.key is not None else None, r.webhook_type, r.before, r.after,
+            orjson.dumps(r.missing).decode(), orjson.dumps(r.warnings).decode(), r.reason,
+            meeting, session, int(bool(r.warnings) or r.outcome is not Outcome.APPLIED))
+
+
+def _result_of(row: Sequence[Any]) -> FeedResult:
+    (seq, received, blob, kind, outcome, lifecycle, key, webhook_type, before, after, missing,
+     warnings, reason) = row[:13]
+    payload = decode_payload(bytes(blob), kind)
+    try:
+        envelope: Mapping[str, Any] | None = decode(payload)[0]
+    except InvalidEvent:
+        envelope = None
+    return FeedResult(
+        int(seq), Outcome(outcome), lifecycle, tuple(orjson.loads(key)) if key else None,
+        webhook_type, before, after, tuple(orjson.loads(missing)), tuple(orjson.loads(warnings)),
+        reason, float(received), payload, envelope,
+    )
+
+
+def _resource_of(row: Sequence[Any]) -> _Resource:
+    state, entered, data, cycle_id = row
+    res = _Resource(state, float(entered))
+    res.data = orjson.loads(data) if data else None
+    res.cycle_id = cycle_id
+    return res
+
+
+def _resource_row(lc: str, key: ResourceKey, res: _Resource, first: int,
+                  last: int) -> tuple[Any, ...]:
+    return (lc, _key_text(key), res.state, res.entered,
+            orjson.dumps(res.data).decode() if res.data is not None else None,
+            res.cycle_id, first, last, *_ids(res.data or {}))
+
+
+def _upsert(conn: Any, dialect: Dialect, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert or update resource rows (``first_seq`` stays what it was)."""
+    _many(conn, dialect, f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES "
+          f"({', '.join(['?'] * 10)}) ON CONFLICT (lifecycle, resource_key) DO UPDATE SET "
+          "state = excluded.state, entered_at = excluded.entered_at, data = excluded.data, "
+          "cycle_id = excluded.cycle_id, last_seq = excluded.last_seq, "
+          "meeting_id = excluded.meeting_id, session_id = excluded.session_id", rows)
+
+
+def _snapshot(res: _Resource, seq: int) -> str:
+    return orjson.dumps({"state": res.state, "entered": res.entered, "data": res.data,
+                         "cycle_id": res.cycle_id, "seq": seq}).decode()
+
+
+def _from_snapshot(text: str) -> tuple[_Resource, int]:
+    snap = orjson.loads(text)
+    res = _Resource(snap["state"], snap["entered"])
+    res.data, res.cycle_id = snap["data"], snap["cycle_id"]
+    return res, int(snap["seq"])
+
+
+# -- the engine -----------------------------------------------------------------------
+
+class StoredEngine(Engine):
+    """An :class:`Engine` whose state lives in SQLite or PostgreSQL (see ``Engine.open``).
+
+    Not thread-safe: give each thread or process its own engine; on PostgreSQL any
+    number of them, on any hosts, may feed the same database at once.
+    """
+
+    def __init__(self, connect: Callable[[], Any], dialect: Dialect, url: str, *,
+                 strict: bool = False, clock: Callable[[], float] = time.time,
+                 history_limit: int = 100) -> None:
+        super().__init__(strict=strict, clock=clock, history_limit=history_limit)
+        self.url = url
+        self._connect = connect
+        self._dialect = dialect
+        self._conn: Any = None
+        with self._transaction(exclusive=True) as conn:
+            if dialect is POSTGRES:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            migrate(conn, dialect)
+
+    # -- connection and transactions ---------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database connection (reopened by the next call)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> StoredEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            try:
+                self._conn = self._connect()
+            except Exception as e:
+                raise StoreUnavailable(f"cannot open {_redact(self.url)}: {e}") from e
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, exclusive: bool = False) -> Iterator[Any]:
+        """One transaction; a lost or failing database becomes :class:`StoreUnavailable`."""
+        conn = self._connection()
+        try:
+            if self._dialect is SQLITE:
+                conn.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            else:
+                with conn.transaction():
+                    yield conn
+        except (LifecycleViolation, StoreUnavailable, InvalidEvent):
+            raise
+        except Exception as e:
+            if self._dialect is POSTGRES or isinstance(e, sqlite3.Error):
+                self.close()
+                raise StoreUnavailable(
+                    f"{_redact(self.url)}: {type(e).__name__}: {e}".strip()) from e
+            raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._transaction() as conn:
+            rows: list[tuple[Any, ...]] = conn.execute(self._dialect.sql(sql), params).fetchall()
+            return rows
+
+    # -- feeding ---------------------------------------------------------------------
+
+    def feed(self, payload: Payload) -> FeedResult:
+        """Feed one payload and commit it with its state change before returning."""
+        return self.feed_many([payload])[0]
+
+    def feed_many(self, payloads: Iterable[Payload]) -> list[FeedResult]:
+        """Feed payloads in order, committed together in one transaction.
+
+        In strict mode the events before the first violation are committed, then
+        :class:`LifecycleViolation` is raised for it.
+        """
+        items: list[tuple[Payload, _Parsed | _Rejected]] = []
+        for p in payloads:
+            try:
+                items.append((p, self._parse(p)))
+            except _Rejected as r:
+                items.append((p, r))
+        if not items:
+            return []
+        results: list[FeedResult] = []
+        violation: LifecycleViolation | None = None
+        now = self._clock()
+        with self._transaction(exclusive=True) as conn:
+            tables = self._load(conn, [i for _, i in items if not isinstance(i, _Rejected)])
+            touched: dict[tuple[str, ResourceKey], list[int]] = {}
+            for (payload, item), seq in zip(items, self._next_seqs(conn, len(items)),
+                                            strict=True):
+                try:
+                    if isinstance(item, _Rejected):
+                        result = self._result(seq, now, payload, item)
+                        if self.strict:
+                            raise LifecycleViolation(result)
+                    else:
+                        result = self._step(item, seq, now, payload, tables)
+                        touched.setdefault((item[0][0], item[2]), [seq, seq])[1] = seq
+                except LifecycleViolation as v:
+                    violation = v
+                    break
+                results.append(result)
+            self._write(conn, results, tables, touched)
+        for done in results:
+            if done.outcome in _CHANGES and self._subscriptions:
+                self._notify(done)
+        if violation is not None:
+            raise violation
+        return results
+
+    def _next_seqs(self, conn: Any, n: int) -> list[int]:
+        if self._dialect is SQLITE:  # the write lock is ours: no one else numbers events
+            (top,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            return list(range(top + 1, top + 1 + n))
+        rows = conn.execute("SELECT nextval('lifecycle_events_seq') "
+                            "FROM generate_series(1, %s)", (n,)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def _load(self, conn: Any, parsed: Sequence[_Parsed]) -> _Tables:
+        """Lock (PostgreSQL) and load the resources the batch touches, and its sessions."""
+        keys = {(p[0][0], _key_text(p[2])) for p in parsed}
+        if self._dialect is POSTGRES and keys:
+            locks = sorted({_lock_id(lc, k) for lc, k in keys})
+            conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM "
+                         "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS locks",
+                         (locks,))
+        sessions = {("session", orjson.dumps((p[3].get("meetingId"), p[3].get("sessionId")))
+                     .decode()) for p in parsed if p[0][3]}
+        tables: dict[str, dict[ResourceKey, _Resource]] = {n: {} for n in LIFECYCLES}
+        wanted = sorted(keys | sessions)
+        for i in range(0, len(wanted), 400):
+            chunk = wanted[i: i + 400]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            rows = conn.execute(self._dialect.sql(
+                "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id "
+                f"FROM resources WHERE (lifecycle, resource_key) IN (VALUES {values})"),
+                [v for pair in chunk for v in pair]).fetchall()
+            for lc, key, *rest in rows:
+                tables[lc][tuple(orjson.loads(key))] = _resource_of(rest)
+        return tables
+
+    def _write(self, conn: Any, results: Sequence[FeedResult], tables: _Tables,
+               touched: Mapping[tuple[str, ResourceKey], list[int]]) -> None:
+        d = self._dialect
+        _many(conn, d, f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
+              f"({', '.join(['?'] * 16)})", [_event_row(r) for r in results])
+        rows = []
+        for (lc, key), (first, last) in touched.items():
+            rows.append(_resource_row(lc, key, tables[lc][key], first, last))
+        _upsert(conn, d, rows)
+
+    # -- queries ---------------------------------------------------------------------
+
+    @property
+    def events_fed(self) -> int:
+        """The sequence number of the last event in the log."""
+        return int(self._query("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+
+    def __len__(self) -> int:
+        return int(self._query("SELECT count(*) FROM resources")[0][0])
+
+    def status(self, lifecycle: str, *key: str, at: int | datetime | None = None,
+               **ids: str) -> ResourceStatus | None:
+        """The status of one resource; ``at`` (a sequence number or a time) asks the past."""
+        lc = _lifecycle(lifecycle)
+        values = _key_values(lc, key, ids)
+        if at is not None:
+            return self._status_at(lifecycle, values, at)
+        found = self.resources(lifecycle=lifecycle, key=values)
+        return found[0] if found else None
+
+    def resources(
+        self,
+        lifecycle: str | None = None,
+        meeting_id: str | None = None,
+        session_id: str | None = None,
+        state: str | None = None,
+        *,
+        key: ResourceKey | None = None,
+    ) -> list[ResourceStatus]:
+        """Every tracked resource matching the filters, by lifecycle then first seen."""
+        where, params = [], []
+        for column, value in (("lifecycle", lifecycle), ("meeting_id", meeting_id),
+                              ("session_id", session_id), ("state", state)):
+            if value is not None:
+                where.append(f"r.{column} = ?")
+                params.append(value)
+        if lifecycle is not None:
+            _lifecycle(lifecycle)
+        if key is not None:
+            where.append("r.resource_key = ?")
+            params.append(_key_text(key))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._transaction() as conn:
+            rows = conn.execute(self._dialect.sql(
+                "SELECT r.lifecycle, r.resource_key, r.state, r.entered_at, r.data, r.cycle_id "
+                f"FROM resources r {clause} ORDER BY r.first_seq"), params).fetchall()
+            history = conn.execute(self._dialect.sql(
+                "SELECT e.lifecycle, e.resource_key, e.seq, e.webhook_type, e.outcome, "
+                "e.received_at FROM events e JOIN resources r ON r.lifecycle = e.lifecycle "
+                f"AND r.resource_key = e.resource_key {clause} ORDER BY e.seq"),
+                params).fetchall()
+        entries: dict[tuple[str, str], list[HistoryEntry]] = {}
+        for lc, k, seq, w, outcome, t in history:
+            entries.setdefault((lc, k), []).append(
+                HistoryEntry(int(seq), w, Outcome(outcome), _utc(float(t))))
+        order = {n: i for i, n in enumerate(LIFECYCLES)}
+        out = []
+        for lc, k, *rest in sorted(rows, key=lambda r: order[r[0]]):
+            res = _resource_of(rest)
+            values = tuple(orjson.loads(k))
+            data = res.data or dict(zip(LIFECYCLES[lc].definition.key_fields, values,
+                                        strict=True))
+            out.append(ResourceStatus(lc, values, res.state, _utc(res.entered), data,
+                                      tuple(entries.get((lc, k), [])[-self._history_limit:])))
+        return out
+
+    def anomalies(
+        self,
+        lifecycle: str | None = None,
+        outcome: Outcome | str | None = None,
+        meeting_id: str | None = None,
+        session_id: str | None = None,
+    ) -> list[FeedResult]:
+        """Every logged result that was not a clean ``applied``, in log order."""
+        where, params = ["anomaly = 1"], []
+        for column, value in (("lifecycle", lifecycle),
+                              ("outcome", Outcome(outcome).value if outcome else None),
+                              ("meeting_id", meeting_id), ("session_id", session_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = self._query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+                           "ORDER BY seq", params)
+        return [_result_of(r) for r in rows]
+
+    def log(self, after: int = 0, limit: int | None = None) -> list[FeedResult]:
+        """Logged results in sequence order, from ``after`` (exclusive)."""
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq"
+        params: list[Any] = [after]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_result_of(r) for r in self._query(sql, params)]
+
+    # -- replay, rebuild and retention -------------------------------------------------
+
+    def _status_at(self, lifecycle: str, key: ResourceKey,
+                   at: int | datetime) -> ResourceStatus | None:
+        column, bound = ("seq", at) if isinstance(at, int) else ("received_at", at.timestamp())
+        with self._transaction() as conn:
+            base = conn.execute(self._dialect.sql(
+                "SELECT base FROM resources WHERE lifecycle = ? AND resource_key = ?"),
+                (lifecycle, _key_text(key))).fetchone()
+            rows = conn.execute(self._dialect.sql(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE lifecycle = ? AND resource_key = ? "
+                f"AND {column} <= ? ORDER BY seq"), (lifecycle, _key_text(key), bound)).fetchall()
+        replay = _Replay(self._history_limit)
+        if base and base[0]:
+            res, seq = _from_snapshot(base[0])
+            if (seq if column == "seq" else res.entered) > bound:
+                raise ValueError(f"{lifecycle} {'/'.join(key)}: its log before {at} was pruned")
+            replay.seed(lifecycle, key, res)
+        for row in rows:
+            replay.feed(_result_of(row))
+        return replay.status(lifecycle, key, [_result_of(r) for r in rows])
+
+    def rebuild(self) -> list[tuple[str, ResourceKey, str | None, str]]:
+        """Recompute every resource from the log and store it; what had differed.
+
+        Each difference is ``(lifecycle, key, stored state or None, rebuilt state)``;
+        data, entry time and cycle id are compared too. On a consistent store the list
+        is empty. Writers wait while it runs.
+        """
+        replay = _Replay(self._history_limit)
+        with self._transaction(exclusive=True) as conn:
+            if self._dialect is POSTGRES:
+                conn.execute("LOCK TABLE events, resources IN EXCLUSIVE MODE")
+            stored: dict[tuple[str, ResourceKey], _Resource] = {}
+            for lc, k, state, entered, data, cycle_id, base, first, last in conn.execute(
+                    "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, base, "
+                    "first_seq, last_seq FROM resources").fetchall():
+                key = tuple(orjson.loads(k))
+                stored[(lc, key)] = _resource_of((state, entered, data, cycle_id))
+                if base:
+                    replay.seed(lc, key, _from_snapshot(base)[0], int(first), int(last))
+            cursor = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq")
+            while batch := cursor.fetchmany(1000):
+                for row in batch:
+                    replay.feed(_result_of(row))
+            diffs = [(lc, key, old.state if old else None, res.state)
+                     for (lc, key), res, _ in replay.resources()
+                     if (old := stored.get((lc, key))) is None or _fields(old) != _fields(res)]
+            diffs += [(lc, key, old.state, "idle") for (lc, key), old in stored.items()
+                      if not replay.has(lc, key)]
+            if diffs:
+                conn.execute("DELETE FROM resources WHERE base IS NULL")
+                _upsert(conn, self._dialect, [
+                    _resource_row(lc, key, res, *seqs) for (lc, key), res, seqs in
+                    replay.resources()])
+        return diffs
+
+    def prune(self, before: datetime | float) -> int:
+        """Drop the log rows of resources that reached a final state before ``before``.
+
+        Their final state stays (with a snapshot that rebuild starts from); anomalies of
+        malformed and unknown payloads are kept. Returns the number of rows dropped.
+        """
+        limit = before.timestamp() if isinstance(before, datetime) else float(before)
+        finals = [(n, s) for n, lc in LIFECYCLES.items() for s in sorted(lc.final_states)]
+        values = ", ".join(["(?, ?)"] * len(finals))
+        dropped = 0
+        with self._transaction(exclusive=True) as conn:
+            rows = conn.execute(self._dialect.sql(
+                "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, last_seq "
+                f"FROM resources WHERE entered_at < ? AND (lifecycle, state) IN (VALUES {values})"
+            ), [limit, *[v for pair in finals for v in pair]]).fetchall()
+            for lc, key, state, entered, data, cycle_id, last_seq in rows:
+                res = _resource_of((state, entered, data, cycle_id))
+                cur = conn.execute(self._dialect.sql(
+                    "DELETE FROM events WHERE lifecycle = ? AND resource_key = ? AND seq <= ?"),
+                    (lc, key, last_seq))
+                dropped += max(cur.rowcount, 0)
+                conn.execute(self._dialect.sql(
+                    "UPDATE resources SET base = ? WHERE lifecycle = ? AND resource_key = ?"),
+                    (_snapshot(res, int(last_seq)), lc, key))
+        return dropped
+
+
+def _fields(res: _Resource) -> tuple[Any, ...]:
+    return (res.state, round(res.entered, 6), res.data, res.cycle_id)
+
+
+class _Replay:
+    """An in-memory engine fed logged results again, with their logged times."""
+
+    def __init__(self, history_limit: int) -> None:
+        self._now = 0.0
+        self.engine = Engine(clock=lambda: self._now, history_limit=history_limit)
+        self.seqs: dict[tuple[str, ResourceKey], list[int]] = {}
+
+    def seed(self, lifecycle: str, key: ResourceKey, res: _Resource, first: int = 0,
+             last: int = 0) -> None:
+        self.engine._tables[lifecycle][key] = res
+        self.seqs[(lifecycle, key)] = [first, last]
+
+    def feed(self, logged: FeedResult) -> None:
+        if logged.lifecycle is not None and logged.key is not None:
+            self._now = logged.timestamp
+            self.engine.feed(logged.payload)
+            self.seqs.setdefault((logged.lifecycle, logged.key), [logged.seq, 0])[1] = logged.seq
+
+    def has(self, lifecycle: str, key: ResourceKey) -> bool:
+        return key in self.engine._tables[lifecycle]
+
+    def resources(self) -> Iterator[tuple[tuple[str, ResourceKey], _Resource, list[int]]]:
+        for lc, table in self.engine._tables.items():
+            for key, res in table.items():
+                yield (lc, key), res, self.seqs[(lc, key)]
+
+    def status(self, lifecycle: str, key: ResourceKey,
+               logged: Sequence[FeedResult]) -> ResourceStatus | None:
+        found = self.engine.status(lifecycle, *key)
+        if found is None:
+            return None
+        history = tuple(HistoryEntry(r.seq, r.webhook_type or "", r.outcome, r.received_at)
+                        for r in logged)[-self.engine._history_limit:]
+        return attrs.evolve(found, history=history)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def open_engine(url: str | os.PathLike[str], *, strict: bool = False,
+                clock: Callable[[], float] = time.time, history_limit: int = 100,
+                synchronous: str = "NORMAL") -> StoredEngine:
+    """An engine on ``url``: ``sqlite:///path.db``, a bare path, or ``postgresql://...``."""
+    text = str(url)
+    scheme = urlsplit(text).scheme if "://" in text else ""
+    options = {"strict": strict, "clock": clock, "history_limit": history_limit}
+    if scheme in ("postgresql", "postgres"):
+        try:
+            import psycopg
+        except ImportError as e:  # pragma: no cover - an install without the extra
+            raise StoreUnavailable(
+                "PostgreSQL needs psycopg: pip install 'videosdk-lifecycle[postgresql]'") from e
+
+        def connect_pg() -> Any:
+            return psycopg.connect(text, autocommit=True, connect_timeout=10)
+
+        return StoredEngine(connect_pg, POSTGRES, text, **options)  # type: ignore[arg-type]
+    if scheme not in ("", "sqlite"):
+        raise ValueError(f"unsupported database URL {text!r}: use sqlite:///path.db, a path, "
+                         "or postgresql://user@host/dbname")
+    path = unquote(urlsplit(text).path[1:]) if scheme == "sqlite" else text
+    if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+
+    def connect_sqlite() -> sqlite3.Connection:
+        conn = sqlite3.connect(path or ":memory:", isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if path and path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        return conn
+
+    if path and path != ":memory:" and not Path(path).parent.exists():
+        raise StoreUnavailable(f"cannot open {text}: folder {Path(path).parent} does not exist")
+    return StoredEngine(connect_sqlite, SQLITE, text, **options)  # type: ignore[arg-type]
