@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -46,7 +48,20 @@ def postgres_or_skip() -> str:
 
         warnings.warn(message, stacklevel=2)
         pytest.skip(message)
-    return POSTGRES_URL
+    return _worker_database(POSTGRES_URL, os.environ.get("PYTEST_XDIST_WORKER", "main"))
+
+
+@functools.cache
+def _worker_database(url: str, worker: str) -> str:
+    """A database of this test worker's own on the server, so workers never collide."""
+    import psycopg
+
+    name = f"lifecycle_test_{worker}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def reset_postgres(url: str) -> None:
