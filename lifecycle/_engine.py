@@ -142,8 +142,8 @@ class ResourceStatus:
     history: tuple[HistoryEntry, ...]
 
     @property
-    def ids(self) -> dict[str, str]:
-        """The key as keyword arguments of :meth:`Engine.status`."""
+    def ids(self) -> dict[str, Any]:
+        """The key as keyword arguments of :meth:`Engine.status` (``**status.ids``)."""
         fields = LIFECYCLES[self.lifecycle].definition.key_fields
         return {_snake(f): v for f, v in zip(fields, self.key, strict=True)}
 

@@ -455,7 +455,7 @@ def test_status_by_position_and_by_name() -> None:
     [("transcription", {"id": "t1"}), ("resource", {"id": "t1"}),
      ("ai-deployment-session", {"session_id": "t1"})],
 )
-def test_status_ids_of_single_key_lifecycles(lifecycle: str, ids: dict[str, str]) -> None:
+def test_status_ids_of_single_key_lifecycles(lifecycle: str, ids: dict[str, Any]) -> None:
     """Single-field keys are given as id= or session_id=."""
     engine = Engine()
     first = {"transcription": "transcription-started", "resource": "resource-acquired",
@@ -488,7 +488,7 @@ def test_status_of_an_unseen_resource_is_none() -> None:
     ],
 )
 def test_status_with_wrong_key_raises_type_error(
-    args: tuple[str, ...], kwargs: dict[str, str]
+    args: tuple[str, ...], kwargs: dict[str, Any]
 ) -> None:
     """A key of the wrong size or wrong keyword names is a TypeError."""
     engine = Engine()
