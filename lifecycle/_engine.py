@@ -257,10 +257,15 @@ class Engine:
         before = IDLE if res is None else res.state
         step, code = steps[before]
         outcome = step.outcome
-        if step.restart and res is not None and res.cycle_id is not None \
-                and data.get("id") == res.cycle_id:
-            outcome = Outcome.OUT_OF_ORDER  # a late copy of the finished cycle's start
-            code = (code & ~7) | _OUTCOME_CODE[outcome]
+        if restarts and res is not None and res.cycle_id is not None:
+            event_id = data.get("id")
+            if isinstance(event_id, str) and (
+                # a start repeating the finished cycle's id, or any other event of an
+                # earlier cycle: a late delivery, not a step of the current cycle
+                (event_id == res.cycle_id) if step.restart else (event_id != res.cycle_id)
+            ):
+                outcome = Outcome.OUT_OF_ORDER
+                code = (code & ~7) | _OUTCOME_CODE[outcome]
         if starts:
             session_key: Any = (data.get("meetingId"), data.get("sessionId"))
             session = tables["session"].get(session_key)

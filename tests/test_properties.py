@@ -202,8 +202,10 @@ class EngineAgainstModel(RuleBasedStateMachine):
         outcome, missing = classify(lc.name, state, webhook_type)
         target = lc.webhooks[webhook_type]
         is_restart = (state, target) in lc.restart
-        if is_restart and cycle_id is not None and self.cycle_ids.get(key) == cycle_id:
-            outcome = Outcome.OUT_OF_ORDER
+        known = self.cycle_ids.get(key)
+        if lc.restart and cycle_id is not None and known is not None and (
+                (known == cycle_id) if is_restart else (known != cycle_id)):
+            outcome, missing = Outcome.OUT_OF_ORDER, ()
         ended = self.states.get(("session", (ident, ident))) == "ended"
         warnings = (AFTER_SESSION_END,) if (
             lc.session_scoped and target == lc.states[1] and ended) else ()
@@ -213,7 +215,7 @@ class EngineAgainstModel(RuleBasedStateMachine):
         assert (outcome, missing, warnings) == (result.outcome, result.missing, result.warnings)
         if outcome in (Outcome.APPLIED, Outcome.GAP):
             self.states[key] = target
-        if outcome not in (Outcome.OUT_OF_ORDER, Outcome.ILLEGAL) and "id" in data:
+        if lc.restart and outcome not in (Outcome.OUT_OF_ORDER, Outcome.ILLEGAL) and "id" in data:
             self.cycle_ids[key] = data["id"]
         assert self.states.get(key, IDLE) == result.after
 
