@@ -32,7 +32,6 @@ from ._events import (
     TranscriptionEvent,
     UnknownEvent,
 )
-from ._store import SCHEMA_VERSION, StoreUnavailable
 from ._lifecycles import (
     LIFECYCLES,
     WEBHOOK_TYPES,
@@ -43,6 +42,7 @@ from ._lifecycles import (
     Step,
     compile_lifecycle,
 )
+from ._store import SCHEMA_VERSION, StoreUnavailable
 
 __all__ = [
     "AFTER_SESSION_END",
