@@ -412,6 +412,10 @@ class Engine:
         """Drop old log rows of finished resources (needs ``Engine.open``)."""
         raise _no_log("prune()")
 
+    def log(self, after: int = 0, limit: int | None = None) -> list[FeedResult]:
+        """Logged results in sequence order, from ``after`` (needs ``Engine.open``)."""
+        raise _no_log("log()")
+
     def close(self) -> None:
         """Release the store; nothing to do for an in-memory engine."""
 

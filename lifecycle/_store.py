@@ -415,7 +415,7 @@ class StoredEngine(Engine):
 
     def _next_seqs(self, conn: Any, n: int) -> list[int]:
         if self._dialect is SQLITE:  # the write lock is ours: no one else numbers events
-            (top,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            top = _high_water(conn, self._dialect)
             return list(range(top + 1, top + 1 + n))
         rows = conn.execute("SELECT nextval('lifecycle_events_seq') "
                             "FROM generate_series(1, %s)", (n,)).fetchall()
@@ -424,13 +424,15 @@ class StoredEngine(Engine):
     def _load(self, conn: Any, parsed: Sequence[_Parsed]) -> _Tables:
         """Lock (PostgreSQL) and load the resources the batch touches, and its sessions."""
         keys = {(p[0][0], _key_text(p[2])) for p in parsed}
+        # a start event reads its session's state (after_session_end): lock that too, so
+        # the warning is the one a replay of the log in sequence order gives
+        sessions = {("session", orjson.dumps((p[3].get("meetingId"), p[3].get("sessionId")))
+                     .decode()) for p in parsed if p[0][3]}
         if self._dialect is POSTGRES and keys:
-            locks = sorted({_lock_id(lc, k) for lc, k in keys})
+            locks = sorted({_lock_id(lc, k) for lc, k in keys | sessions})
             conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM "
                          "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS locks",
                          (locks,))
-        sessions = {("session", orjson.dumps((p[3].get("meetingId"), p[3].get("sessionId")))
-                     .decode()) for p in parsed if p[0][3]}
         tables: dict[str, dict[ResourceKey, _Resource]] = {n: {} for n in LIFECYCLES}
         wanted = sorted(keys | sessions)
         for i in range(0, len(wanted), 400):
@@ -458,8 +460,9 @@ class StoredEngine(Engine):
 
     @property
     def events_fed(self) -> int:
-        """The sequence number of the last event in the log."""
-        return int(self._query("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+        """The sequence number of the last event logged (pruned or not)."""
+        with self._transaction() as conn:
+            return _high_water(conn, self._dialect)
 
     def __len__(self) -> int:
         return int(self._query("SELECT count(*) FROM resources")[0][0])
@@ -620,6 +623,11 @@ class StoredEngine(Engine):
                 "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, last_seq "
                 f"FROM resources WHERE entered_at < ? AND (lifecycle, state) IN (VALUES {values})"
             ), [limit, *[v for pair in finals for v in pair]]).fetchall()
+            if rows:  # sequence numbers are never handed out again, even once pruned
+                conn.execute(self._dialect.sql(
+                    "INSERT INTO lifecycle_meta (name, value) VALUES ('pruned_seq', ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
+                    (str(_high_water(conn, self._dialect)),))
             for lc, key, state, entered, data, cycle_id, last_seq in rows:
                 res = _resource_of((state, entered, data, cycle_id))
                 cur = conn.execute(self._dialect.sql(
@@ -630,6 +638,18 @@ class StoredEngine(Engine):
                     "UPDATE resources SET base = ? WHERE lifecycle = ? AND resource_key = ?"),
                     (_snapshot(res, int(last_seq)), lc, key))
         return dropped
+
+
+def _high_water(conn: Any, dialect: Dialect) -> int:
+    """The highest sequence number ever logged, counting the pruned ones."""
+    (top,) = conn.execute(
+        "SELECT max(coalesce((SELECT max(seq) FROM events), 0), "
+        "coalesce((SELECT CAST(value AS BIGINT) FROM lifecycle_meta "
+        "WHERE name = 'pruned_seq'), 0))" if dialect is SQLITE else
+        "SELECT greatest(coalesce((SELECT max(seq) FROM events), 0), "
+        "coalesce((SELECT CAST(value AS BIGINT) FROM lifecycle_meta "
+        "WHERE name = 'pruned_seq'), 0))").fetchone()
+    return int(top)
 
 
 def _fields(res: _Resource) -> tuple[Any, ...]:
