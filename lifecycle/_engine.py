@@ -274,7 +274,8 @@ class Engine:
         changed = outcome is Outcome.APPLIED or outcome is Outcome.GAP
         result = FeedResult(
             seq, outcome, name, key, tag, before, step.target if changed else before,
-            step.missing, tuple(warnings) if warnings else (), None, now, payload, env,
+            step.missing if outcome is Outcome.GAP else (), tuple(warnings) if warnings else (),
+            None, now, payload, env,
         )
         if self.strict and outcome is not Outcome.APPLIED and outcome is not Outcome.DUPLICATE:
             raise LifecycleViolation(result)

@@ -47,9 +47,10 @@ __all__ = ["SCHEMA_VERSION", "StoreUnavailable", "StoredEngine", "open_engine"]
 
 
 class StoreUnavailable(Exception):  # noqa: N818 - the condition, as users meet it
-    """The database cannot be reached or failed mid-transaction; nothing was written.
-
-    Feeding the same payload again once the database is back is safe.
+    """The database cannot be reached or failed during the call; its transaction was
+    rolled back, so feeding the same payload again once the database is back is safe
+    (only a connection lost during the commit itself leaves it unknown whether the
+    event was logged: then it may be logged twice, the second time as a duplicate).
 
     .. versionadded:: 0.1
     """
@@ -64,13 +65,23 @@ class Dialect:
     blob: str
     real: str
     bigint: str
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
 
     def sql(self, text: str) -> str:
         return text.replace("?", self.param) if self.param != "?" else text
 
 
+def _postgres_errors() -> tuple[type[Exception], ...]:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - an install without the postgresql extra
+        return ()
+    return (psycopg.Error,)
+
+
 SQLITE = Dialect("sqlite", "?", "BLOB", "REAL", "INTEGER")
-POSTGRES = Dialect("postgresql", "%s", "BYTEA", "DOUBLE PRECISION", "BIGINT")
+POSTGRES = Dialect("postgresql", "%s", "BYTEA", "DOUBLE PRECISION", "BIGINT",
+                   errors=_postgres_errors())
 
 Step = str | Callable[[Any, Dialect], None]
 
@@ -185,10 +196,20 @@ def encode_payload(payload: Payload) -> tuple[bytes, str]:
         return payload.encode("utf-8", "surrogatepass"), "text"
     if isinstance(payload, Mapping):
         try:
-            return orjson.dumps(dict(payload), option=orjson.OPT_NON_STR_KEYS), "json"
-        except TypeError:
+            return _dumps(dict(payload)), "json"
+        except TypeError:  # e.g. a reference cycle
             pass
     return repr(payload).encode("utf-8", "backslashreplace"), "repr"
+
+
+def _jsonable(value: object) -> object:
+    """What a value JSON does not know becomes: a list for sets and tuples, else its text."""
+    return list(value) if isinstance(value, set | frozenset | tuple) else str(value)
+
+
+def _dumps(value: object) -> bytes:
+    """JSON of a payload or data mapping as given in Python (any value, any key)."""
+    return orjson.dumps(value, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
 
 
 def decode_payload(blob: bytes, kind: str) -> Payload:
@@ -231,12 +252,16 @@ _RESOURCE_COLUMNS = ("lifecycle, resource_key, state, entered_at, data, cycle_id
                      "last_seq, meeting_id, session_id")
 
 
+def _json_list(items: tuple[str, ...]) -> str:
+    return orjson.dumps(items).decode() if items else "[]"
+
+
 def _event_row(r: FeedResult) -> tuple[Any, ...]:
     blob, kind = encode_payload(r.payload)
     meeting, session = _ids(r.data)
     return (r.seq, r.timestamp, blob, kind, r.outcome.value, r.lifecycle,
             _key_text(r.key) if r.key is not None else None, r.webhook_type, r.before, r.after,
-            orjson.dumps(r.missing).decode(), orjson.dumps(r.warnings).decode(), r.reason,
+            _json_list(r.missing), _json_list(r.warnings), r.reason,
             meeting, session, int(bool(r.warnings) or r.outcome is not Outcome.APPLIED))
 
 
@@ -266,7 +291,7 @@ def _resource_of(row: Sequence[Any]) -> _Resource:
 def _resource_row(lc: str, key: ResourceKey, res: _Resource, first: int,
                   last: int) -> tuple[Any, ...]:
     return (lc, _key_text(key), res.state, res.entered,
-            orjson.dumps(res.data).decode() if res.data is not None else None,
+            _dumps(res.data).decode() if res.data is not None else None,
             res.cycle_id, first, last, *_ids(res.data or {}))
 
 
@@ -280,8 +305,8 @@ def _upsert(conn: Any, dialect: Dialect, rows: Sequence[tuple[Any, ...]]) -> Non
 
 
 def _snapshot(res: _Resource, seq: int) -> str:
-    return orjson.dumps({"state": res.state, "entered": res.entered, "data": res.data,
-                         "cycle_id": res.cycle_id, "seq": seq}).decode()
+    return _dumps({"state": res.state, "entered": res.entered, "data": res.data,
+                   "cycle_id": res.cycle_id, "seq": seq}).decode()
 
 
 def _from_snapshot(text: str) -> tuple[_Resource, int]:
@@ -351,14 +376,9 @@ class StoredEngine(Engine):
             else:
                 with conn.transaction():
                     yield conn
-        except (LifecycleViolation, StoreUnavailable, InvalidEvent):
-            raise
-        except Exception as e:
-            if self._dialect is POSTGRES or isinstance(e, sqlite3.Error):
-                self.close()
-                raise StoreUnavailable(
-                    f"{_redact(self.url)}: {type(e).__name__}: {e}".strip()) from e
-            raise
+        except self._dialect.errors as e:
+            self.close()
+            raise StoreUnavailable(f"{_redact(self.url)}: {type(e).__name__}: {e}".strip()) from e
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._transaction() as conn:
@@ -440,7 +460,8 @@ class StoredEngine(Engine):
             values = ", ".join(["(?, ?)"] * len(chunk))
             rows = conn.execute(self._dialect.sql(
                 "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id "
-                f"FROM resources WHERE (lifecycle, resource_key) IN (VALUES {values})"),
+                "FROM resources WHERE (lifecycle, resource_key) IN "
+                f"(SELECT column1, column2 FROM (VALUES {values}) AS wanted)"),  # by the index
                 [v for pair in chunk for v in pair]).fetchall()
             for lc, key, *rest in rows:
                 tables[lc][tuple(orjson.loads(key))] = _resource_of(rest)
@@ -503,11 +524,13 @@ class StoredEngine(Engine):
             rows = conn.execute(self._dialect.sql(
                 "SELECT r.lifecycle, r.resource_key, r.state, r.entered_at, r.data, r.cycle_id "
                 f"FROM resources r {clause} ORDER BY r.first_seq"), params).fetchall()
-            history = conn.execute(self._dialect.sql(
-                "SELECT e.lifecycle, e.resource_key, e.seq, e.webhook_type, e.outcome, "
-                "e.received_at FROM events e JOIN resources r ON r.lifecycle = e.lifecycle "
-                f"AND r.resource_key = e.resource_key {clause} ORDER BY e.seq"),
-                params).fetchall()
+            history = conn.execute(self._dialect.sql(  # the last history_limit of each
+                "SELECT lifecycle, resource_key, seq, webhook_type, outcome, received_at FROM "
+                "(SELECT e.lifecycle, e.resource_key, e.seq, e.webhook_type, e.outcome, "
+                "e.received_at, row_number() OVER (PARTITION BY e.lifecycle, e.resource_key "
+                "ORDER BY e.seq DESC) AS age FROM events e JOIN resources r ON "
+                f"r.lifecycle = e.lifecycle AND r.resource_key = e.resource_key {clause}) AS h "
+                "WHERE age <= ? ORDER BY seq"), [*params, self._history_limit]).fetchall()
         entries: dict[tuple[str, str], list[HistoryEntry]] = {}
         for lc, k, seq, w, outcome, t in history:
             entries.setdefault((lc, k), []).append(
@@ -520,7 +543,7 @@ class StoredEngine(Engine):
             data = res.data or dict(zip(LIFECYCLES[lc].definition.key_fields, values,
                                         strict=True))
             out.append(ResourceStatus(lc, values, res.state, _utc(res.entered), data,
-                                      tuple(entries.get((lc, k), [])[-self._history_limit:])))
+                                      tuple(entries.get((lc, k), ()))))
         return out
 
     def anomalies(
@@ -621,7 +644,9 @@ class StoredEngine(Engine):
         with self._transaction(exclusive=True) as conn:
             rows = conn.execute(self._dialect.sql(
                 "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, last_seq "
-                f"FROM resources WHERE entered_at < ? AND (lifecycle, state) IN (VALUES {values})"
+                "FROM resources r WHERE entered_at < ? AND (lifecycle, state) IN "
+                f"(SELECT column1, column2 FROM (VALUES {values}) AS final) AND EXISTS (SELECT 1 "
+                "FROM events e WHERE e.lifecycle = r.lifecycle AND e.resource_key = r.resource_key)"
             ), [limit, *[v for pair in finals for v in pair]]).fetchall()
             if rows:  # sequence numbers are never handed out again, even once pruned
                 conn.execute(self._dialect.sql(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,19 @@ def test_bad_urls_are_named(tmp_path: Path) -> None:
 def test_postgres_is_reachable_in_ci(store_url: str) -> None:
     """The PostgreSQL tests really run where a server is configured."""
     assert store_url == postgres_or_skip()
+
+
+@across
+def test_mappings_with_values_json_lacks(make: Callable[..., Engine]) -> None:
+    """A mapping payload holding a Decimal or a set is fed, stored and rebuilt like JSON."""
+    engine = make()
+    payload = {"webhookType": "recording-stopped", "tags": {"x"},
+               "data": {**MEETING, "fileUrl": "u", "size": Decimal("1.5")}}
+    result = engine.feed(payload)
+    assert (Outcome.GAP, "stopped") == (result.outcome, result.after)
+    status = engine.status("recording", "m1", "s1")
+    assert status is not None
+    assert "u" == status.data["fileUrl"]
+    if type(engine) is not Engine:
+        assert [] == engine.rebuild()
+        assert "stopped" == getattr(engine.status("recording", "m1", "s1", at=1), "state", None)
