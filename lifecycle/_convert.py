@@ -8,6 +8,7 @@ received in ``extra`` with a warning naming it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -251,8 +252,10 @@ def _make_converter() -> Converter:
 AnyEvent: Any = Union[  # noqa: UP007 - a runtime union of the generated classes
     tuple(lc.event_classes[w] for w, lc in WEBHOOK_TYPES.items())
 ]
-converter = _make_converter()
-"""The converter of every webhook event (camelCase on the wire)."""
+@functools.cache
+def converter() -> Converter:
+    """The converter of every webhook event (camelCase on the wire), built when first used."""
+    return _make_converter()
 
 
 def parse_event(payload: Payload) -> ev.Event | ev.UnknownEvent:
@@ -270,7 +273,7 @@ def parse_event(payload: Payload) -> ev.Event | ev.UnknownEvent:
     if key == ALIAS:
         env = {**{k: v for k, v in env.items() if k not in (TAG, ALIAS)}, TAG: tag}
     try:
-        event: ev.Event = converter.structure(env, AnyEvent)
+        event: ev.Event = converter().structure(env, AnyEvent)
     except ev.InvalidEvent:
         raise
     except Exception as e:  # a converter error the checks did not foresee
@@ -288,7 +291,7 @@ def dump_event(event: ev.Event | ev.UnknownEvent) -> dict[str, Any]:
     """
     if isinstance(event, ev.UnknownEvent):
         return dict(event.payload)
-    out: dict[str, Any] = converter.unstructure(event, AnyEvent)
+    out: dict[str, Any] = converter().unstructure(event, AnyEvent)
     if event.tag_key != TAG:
         out[event.tag_key] = out.pop(TAG)
         if TAG in event.envelope:

@@ -65,23 +65,13 @@ class Dialect:
     blob: str
     real: str
     bigint: str
-    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
 
     def sql(self, text: str) -> str:
         return text.replace("?", self.param) if self.param != "?" else text
 
 
-def _postgres_errors() -> tuple[type[Exception], ...]:
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - an install without the postgresql extra
-        return ()
-    return (psycopg.Error,)
-
-
 SQLITE = Dialect("sqlite", "?", "BLOB", "REAL", "INTEGER")
-POSTGRES = Dialect("postgresql", "%s", "BYTEA", "DOUBLE PRECISION", "BIGINT",
-                   errors=_postgres_errors())
+POSTGRES = Dialect("postgresql", "%s", "BYTEA", "DOUBLE PRECISION", "BIGINT")
 
 Step = str | Callable[[Any, Dialect], None]
 
@@ -326,12 +316,13 @@ class StoredEngine(Engine):
     """
 
     def __init__(self, connect: Callable[[], Any], dialect: Dialect, url: str, *,
-                 strict: bool = False, clock: Callable[[], float] = time.time,
-                 history_limit: int = 100) -> None:
+                 errors: tuple[type[Exception], ...], strict: bool = False,
+                 clock: Callable[[], float] = time.time, history_limit: int = 100) -> None:
         super().__init__(strict=strict, clock=clock, history_limit=history_limit)
         self.url = url
         self._connect = connect
         self._dialect = dialect
+        self._errors = errors  # the driver's errors: they become StoreUnavailable
         self._conn: Any = None
         with self._transaction(exclusive=True) as conn:
             if dialect is POSTGRES:
@@ -376,7 +367,7 @@ class StoredEngine(Engine):
             else:
                 with conn.transaction():
                     yield conn
-        except self._dialect.errors as e:
+        except self._errors as e:
             self.close()
             raise StoreUnavailable(f"{_redact(self.url)}: {type(e).__name__}: {e}".strip()) from e
 
@@ -742,7 +733,8 @@ def open_engine(url: str | os.PathLike[str], *, strict: bool = False,
         def connect_pg() -> Any:
             return psycopg.connect(text, autocommit=True, connect_timeout=10)
 
-        return StoredEngine(connect_pg, POSTGRES, text, **options)  # type: ignore[arg-type]
+        return StoredEngine(connect_pg, POSTGRES, text, errors=(psycopg.Error,),
+                            **options)  # type: ignore[arg-type]
     if scheme not in ("", "sqlite"):
         raise ValueError(f"unsupported database URL {text!r}: use sqlite:///path.db, a path, "
                          "or postgresql://user@host/dbname")
@@ -761,4 +753,5 @@ def open_engine(url: str | os.PathLike[str], *, strict: bool = False,
 
     if path and path != ":memory:" and not Path(path).parent.exists():
         raise StoreUnavailable(f"cannot open {text}: folder {Path(path).parent} does not exist")
-    return StoredEngine(connect_sqlite, SQLITE, text, **options)  # type: ignore[arg-type]
+    return StoredEngine(connect_sqlite, SQLITE, text, errors=(sqlite3.Error,),
+                        **options)  # type: ignore[arg-type]
