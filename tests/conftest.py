@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,17 +39,21 @@ STORES = ["memory", "sqlite", "postgresql"]
 
 
 def postgres_or_skip() -> str:
-    """The test server's URL; a loud skip when there is none (a failure in CI)."""
-    if not POSTGRES_URL:
-        message = ("no PostgreSQL server for the tests: set LIFECYCLE_TEST_POSTGRES "
-                   "(`source .ci/postgres.sh` starts one)")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        import warnings
+    """This worker's database on the test server; a loud skip when none is reachable.
 
-        warnings.warn(message, stacklevel=2)
-        pytest.skip(message)
-    return _worker_database(POSTGRES_URL, os.environ.get("PYTEST_XDIST_WORKER", "main"))
+    In CI (``CI`` set) a missing or unreachable server fails the test instead.
+    """
+    problem = "LIFECYCLE_TEST_POSTGRES is not set" if not POSTGRES_URL else None
+    if problem is None:
+        try:
+            return _worker_database(POSTGRES_URL, os.environ.get("PYTEST_XDIST_WORKER", "main"))
+        except Exception as e:  # psycopg.OperationalError and friends
+            problem = f"cannot reach {POSTGRES_URL}: {e}"
+    message = f"PostgreSQL tests not run: {problem} (`source .ci/postgres.sh` starts a server)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    warnings.warn(message, stacklevel=2)
+    pytest.skip(message)
 
 
 @functools.cache
@@ -57,7 +62,7 @@ def _worker_database(url: str, worker: str) -> str:
     import psycopg
 
     name = f"lifecycle_test_{worker}"
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(url)
