@@ -357,11 +357,15 @@ class Engine:
         earlier state, which only an engine with an event log can answer.
         """
         lc = _lifecycle(lifecycle)
-        values = _key_values(lc, key, ids)
+        return self._find(lc, _key_values(lc, key, ids), at)
+
+    def _find(self, lc: Lifecycle, key: ResourceKey,
+              at: int | datetime | None) -> ResourceStatus | None:
+        """The status of one resource, now (or ``at`` an earlier point, from a log)."""
         if at is not None:
             raise _no_log("status(at=...)")
-        res = self._tables[lifecycle].get(values)
-        return None if res is None else self._status(lc, values, res)
+        res = self._tables[lc.name].get(key)
+        return None if res is None else self._status(lc, key, res)
 
     def resources(
         self,
@@ -448,13 +452,16 @@ class Engine:
         return sum(len(t) for t in self._tables.values())
 
     @staticmethod
-    def _status(lc: Lifecycle, key: ResourceKey, res: _Resource) -> ResourceStatus:
-        h = res.history
-        history = tuple(
-            HistoryEntry(int(h[i]) >> 10, _TYPES[(int(h[i]) >> 3) & 127],
-                         _OUTCOMES[int(h[i]) & 7], _utc(h[i + 1]))
-            for i in range(0, len(h), 2)
-        )
+    def _status(lc: Lifecycle, key: ResourceKey, res: _Resource,
+                history: tuple[HistoryEntry, ...] | None = None) -> ResourceStatus:
+        """The status of ``res``, with its own packed history unless one is given."""
+        if history is None:
+            h = res.history
+            history = tuple(
+                HistoryEntry(int(h[i]) >> 10, _TYPES[(int(h[i]) >> 3) & 127],
+                             _OUTCOMES[int(h[i]) & 7], _utc(h[i + 1]))
+                for i in range(0, len(h), 2)
+            )
         data = res.data or dict(zip(lc.definition.key_fields, key, strict=True))
         return ResourceStatus(lc.name, key, res.state, _utc(res.entered), data, history)
 

@@ -32,7 +32,6 @@ from ._engine import (
     LifecycleViolation,
     ResourceKey,
     ResourceStatus,
-    _key_values,
     _lifecycle,
     _Parsed,
     _Rejected,
@@ -41,7 +40,7 @@ from ._engine import (
     _utc,
 )
 from ._events import InvalidEvent
-from ._lifecycles import LIFECYCLES, Outcome
+from ._lifecycles import LIFECYCLES, Lifecycle, Outcome
 
 __all__ = ["SCHEMA_VERSION", "StoreUnavailable", "StoredEngine", "open_engine"]
 
@@ -437,8 +436,9 @@ class StoredEngine(Engine):
         keys = {(p[0][0], _key_text(p[2])) for p in parsed}
         # a start event reads its session's state (after_session_end): lock that too, so
         # the warning is the one a replay of the log in sequence order gives
-        sessions = {("session", orjson.dumps((p[3].get("meetingId"), p[3].get("sessionId")))
-                     .decode()) for p in parsed if p[0][3]}
+        session_keys: Iterator[Any] = ((p[3].get("meetingId"), p[3].get("sessionId"))
+                                       for p in parsed if p[0][3])
+        sessions = {("session", _key_text(k)) for k in session_keys}
         if self._dialect is POSTGRES and keys:
             locks = sorted({_lock_id(lc, k) for lc, k in keys | sessions})
             conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM "
@@ -479,14 +479,11 @@ class StoredEngine(Engine):
     def __len__(self) -> int:
         return int(self._query("SELECT count(*) FROM resources")[0][0])
 
-    def status(self, lifecycle: str, *key: str, at: int | datetime | None = None,
-               **ids: str) -> ResourceStatus | None:
-        """The status of one resource; ``at`` (a sequence number or a time) asks the past."""
-        lc = _lifecycle(lifecycle)
-        values = _key_values(lc, key, ids)
+    def _find(self, lc: Lifecycle, key: ResourceKey,
+              at: int | datetime | None) -> ResourceStatus | None:
         if at is not None:
-            return self._status_at(lifecycle, values, at)
-        found = self.resources(lifecycle=lifecycle, key=values)
+            return self._status_at(lc.name, key, at)
+        found = self.resources(lifecycle=lc.name, key=key)
         return found[0] if found else None
 
     def resources(
@@ -529,12 +526,8 @@ class StoredEngine(Engine):
         order = {n: i for i, n in enumerate(LIFECYCLES)}
         out = []
         for lc, k, *rest in sorted(rows, key=lambda r: order[r[0]]):
-            res = _resource_of(rest)
-            values = tuple(orjson.loads(k))
-            data = res.data or dict(zip(LIFECYCLES[lc].definition.key_fields, values,
-                                        strict=True))
-            out.append(ResourceStatus(lc, values, res.state, _utc(res.entered), data,
-                                      tuple(entries.get((lc, k), ()))))
+            out.append(self._status(LIFECYCLES[lc], tuple(orjson.loads(k)), _resource_of(rest),
+                                    tuple(entries.get((lc, k), ()))))
         return out
 
     def anomalies(
@@ -583,9 +576,10 @@ class StoredEngine(Engine):
             if (seq if column == "seq" else res.entered) > bound:
                 raise ValueError(f"{lifecycle} {'/'.join(key)}: its log before {at} was pruned")
             replay.seed(lifecycle, key, res)
-        for row in rows:
-            replay.feed(_result_of(row))
-        return replay.status(lifecycle, key, [_result_of(r) for r in rows])
+        logged = [_result_of(r) for r in rows]
+        for result in logged:
+            replay.feed(result)
+        return replay.status(lifecycle, key, logged)
 
     def rebuild(self) -> list[tuple[str, ResourceKey, str | None, str]]:
         """Recompute every resource from the log and store it; what had differed.
