@@ -8,6 +8,7 @@ gap, out of order, illegal, unknown or malformed.
 from ._convert import dump_event, parse_event
 from ._engine import (
     AFTER_SESSION_END,
+    REDELIVERY,
     Engine,
     FeedResult,
     HistoryEntry,
@@ -47,6 +48,7 @@ from ._store import SCHEMA_VERSION, StoreUnavailable
 __all__ = [
     "AFTER_SESSION_END",
     "LIFECYCLES",
+    "REDELIVERY",
     "SCHEMA_VERSION",
     "WEBHOOK_TYPES",
     "AiDeploymentSessionEvent",

@@ -23,7 +23,10 @@ from cattrs.strategies import configure_tagged_union
 from . import _events as ev
 from ._lifecycles import WEBHOOK_TYPES
 
-__all__ = ["AnyEvent", "converter", "decode", "dump_event", "inspect_data", "parse_event"]
+__all__ = [
+    "AnyEvent", "converter", "decode", "dump_event", "encode_payload", "inspect_data",
+    "parse_event",
+]
 
 Payload = Mapping[str, Any] | str | bytes | bytearray | memoryview
 TAG, ALIAS = "webhookType", "type"
@@ -297,3 +300,27 @@ def dump_event(event: ev.Event | ev.UnknownEvent) -> dict[str, Any]:
         if TAG in event.envelope:
             out[TAG] = event.envelope[TAG]
     return out
+
+
+def encode_payload(payload: Payload) -> tuple[bytes, str]:
+    """The payload as stored: its bytes and how to give it back (bytes, text, json, repr)."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload), "bytes"
+    if isinstance(payload, str):
+        return payload.encode("utf-8", "surrogatepass"), "text"
+    if isinstance(payload, Mapping):
+        try:
+            return _dumps(dict(payload)), "json"
+        except TypeError:  # e.g. a reference cycle
+            pass
+    return repr(payload).encode("utf-8", "backslashreplace"), "repr"
+
+
+def _jsonable(value: object) -> object:
+    """What a value JSON does not know becomes: a list for sets and tuples, else its text."""
+    return list(value) if isinstance(value, set | frozenset | tuple) else str(value)
+
+
+def _dumps(value: object) -> bytes:
+    """JSON of a payload or data mapping as given in Python (any value, any key)."""
+    return orjson.dumps(value, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)

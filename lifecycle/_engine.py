@@ -7,12 +7,16 @@ its history is a capped array of packed numbers, expanded only when asked for.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
 from array import array
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import attrs
@@ -21,11 +25,21 @@ from orjson import JSONDecodeError
 from orjson import loads as _loads
 
 from . import _events as ev
-from ._convert import SPECS, TAG, Payload, _Spec, decode, inspect_data, parse_event
+from ._convert import (
+    SPECS,
+    TAG,
+    Payload,
+    _Spec,
+    decode,
+    encode_payload,
+    inspect_data,
+    parse_event,
+)
 from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle, Outcome, Step
 
 __all__ = [
     "AFTER_SESSION_END",
+    "REDELIVERY",
     "Engine",
     "FeedResult",
     "HistoryEntry",
@@ -41,6 +55,9 @@ ResourceKey = tuple[str, ...]
 
 AFTER_SESSION_END = "after_session_end"
 """Warning: a start event for a meeting session whose ``session`` has ended."""
+
+REDELIVERY = "redelivery"
+"""Warning: a byte-identical payload seen again within the engine's redelivery window."""
 
 _OUTCOMES = tuple(Outcome)
 _OUTCOME_CODE = {o: i for i, o in enumerate(_OUTCOMES)}
@@ -184,9 +201,16 @@ class Engine:
         strict: bool = False,
         clock: Callable[[], float] = time.time,
         history_limit: int = 100,
+        redelivery_window: float | None = None,
     ) -> None:
         if history_limit < 1:
             raise ValueError("history_limit must be at least 1")
+        if redelivery_window is not None and not redelivery_window > 0:
+            raise ValueError("redelivery_window must be a positive number of seconds")
+        self.redelivery_window = redelivery_window
+        # the digests of recent payloads per resource, and when they came (window only)
+        self._recent: _Recent = {}
+        self._recent_order: deque[tuple[float, tuple[str, ResourceKey]]] = deque()
         self.strict = strict
         self._clock = clock
         self._history_limit = history_limit
@@ -206,7 +230,9 @@ class Engine:
             parsed = self._parse(payload)
         except _Rejected as r:
             return self._reject(self._result(seq, now, payload, r))
-        result = self._step(parsed, seq, now, payload, self._tables)
+        redelivered = self.redelivery_window is not None and self._seen(
+            self._recent, parsed, payload, now, self._recent_order)
+        result = self._step(parsed, seq, now, payload, self._tables, redelivered)
         self._seq = seq
         if result.warnings or result.outcome is not Outcome.APPLIED:
             self._anomalies.append(result)
@@ -244,19 +270,49 @@ class Engine:
             data = dict(data)  # the caller's mapping may change after feed returns
         return route, tag, key, data, env, warnings
 
+    def _seen(self, recent: _Recent, parsed: _Parsed, payload: Payload, now: float,
+              order: deque[tuple[float, tuple[str, ResourceKey]]] | None = None) -> bool:
+        """Whether ``payload`` came for its resource within the window; remember it."""
+        window = self.redelivery_window or 0.0
+        if order is not None:  # forget what has left the window
+            while order and order[0][0] < now - window:
+                _, old = order.popleft()
+                seen = recent[old]
+                del seen[0]
+                if not seen:
+                    del recent[old]
+        resource = (parsed[0][0], parsed[2])
+        digest = _digest(encode_payload(payload)[0])
+        seen = recent.setdefault(resource, [])
+        hit = any(d == digest and now - t <= window for d, t in seen)
+        seen.append((digest, now))
+        if order is not None:
+            order.append((now, resource))
+        return hit
+
     def _step(
         self, parsed: _Parsed, seq: int, now: float, payload: Payload, tables: _Tables,
+        redelivered: bool = False,
     ) -> FeedResult:
         """Classify a parsed event against ``tables`` and apply it there.
 
-        Raises :class:`LifecycleViolation` in strict mode before changing anything.
+        A ``redelivered`` event is a duplicate with the ``redelivery`` warning that
+        changes nothing. Raises :class:`LifecycleViolation` in strict mode before
+        changing anything.
         """
         (name, _, steps, starts, restarts), tag, key, data, env, warnings = parsed
         resources = tables[name]
         res = resources.get(key)
         before = IDLE if res is None else res.state
         step, code = steps[before]
-        outcome = step.outcome
+        if redelivered:
+            outcome = Outcome.DUPLICATE
+            code = (code & ~7) | _OUTCOME_CODE[outcome]
+            warnings.append(REDELIVERY)
+            starts = restarts = False
+            step = Step(outcome, before)
+        else:
+            outcome = step.outcome
         if restarts and res is not None and res.cycle_id is not None:
             event_id = data.get("id")
             if isinstance(event_id, str) and (
@@ -373,21 +429,38 @@ class Engine:
         meeting_id: str | None = None,
         session_id: str | None = None,
         state: str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[ResourceStatus]:
-        """Every tracked resource matching the filters, by lifecycle then first seen."""
-        out = []
-        for name in [lifecycle] if lifecycle is not None else LIFECYCLES:
-            lc = _lifecycle(name)
-            for key, res in self._tables[name].items():
-                if state is not None and res.state != state:
-                    continue
-                ids = res.data or {}
-                if meeting_id is not None and ids.get("meetingId") != meeting_id:
-                    continue
-                if session_id is not None and ids.get("sessionId") != session_id:
-                    continue
-                out.append(self._status(lc, key, res))
-        return out
+        """Every tracked resource matching the filters, by lifecycle then first seen.
+
+        ``limit`` and ``offset`` page through that order.
+        """
+        _check_page(limit, offset)
+        matching = (
+            (lc, key, res)
+            for lc in ([_lifecycle(lifecycle)] if lifecycle is not None else LIFECYCLES.values())
+            for key, res in self._tables[lc.name].items()
+            if (state is None or res.state == state)
+            and (meeting_id is None or (res.data or {}).get("meetingId") == meeting_id)
+            and (session_id is None or (res.data or {}).get("sessionId") == session_id)
+        )
+        stop = None if limit is None else offset + limit
+        return [self._status(lc, key, res) for lc, key, res in islice(matching, offset, stop)]
+
+    def state_counts(self) -> dict[str, dict[str, int]]:
+        """How many resources are in each state: ``{lifecycle: {state: count}}``.
+
+        Lifecycles in registry order, states in their lifecycle's order; only the
+        states that have resources.
+        """
+        counts: dict[str, dict[str, int]] = {}
+        for name, table in self._tables.items():
+            for res in table.values():
+                per = counts.setdefault(name, {})
+                per[res.state] = per.get(res.state, 0) + 1
+        return _ordered_counts(counts)
 
     def anomalies(
         self,
@@ -395,19 +468,26 @@ class Engine:
         outcome: Outcome | str | None = None,
         meeting_id: str | None = None,
         session_id: str | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
     ) -> list[FeedResult]:
         """Every result that was not a clean ``applied``, with its payload, in feed order.
 
         That is every other outcome, and every applied event that carried warnings.
+        ``after`` (a ``seq``, exclusive) and ``limit`` page through them.
         """
+        _check_page(limit, after)
         want = Outcome(outcome) if outcome is not None else None
-        return [
-            r for r in self._anomalies
+        start = bisect_right(self._anomalies, after, key=lambda r: r.seq)
+        matching = (
+            r for r in islice(self._anomalies, start, None)
             if (lifecycle is None or r.lifecycle == lifecycle)
             and (want is None or r.outcome is want)
             and (meeting_id is None or r.data.get("meetingId") == meeting_id)
             and (session_id is None or r.data.get("sessionId") == session_id)
-        ]
+        )
+        return list(islice(matching, limit))
 
     def rebuild(self) -> list[tuple[str, ResourceKey, str | None, str]]:
         """Recompute every resource from the event log (needs ``Engine.open``)."""
@@ -432,6 +512,7 @@ class Engine:
         strict: bool = False,
         clock: Callable[[], float] = time.time,
         history_limit: int = 100,
+        redelivery_window: float | None = None,
         synchronous: str = "NORMAL",
     ) -> Engine:
         """An engine whose state is stored at ``url``, created or migrated as needed.
@@ -443,7 +524,7 @@ class Engine:
         from ._store import open_engine
 
         return open_engine(url, strict=strict, clock=clock, history_limit=history_limit,
-                           synchronous=synchronous)
+                           redelivery_window=redelivery_window, synchronous=synchronous)
 
     def __iter__(self) -> Iterator[ResourceStatus]:
         return iter(self.resources())
@@ -468,6 +549,12 @@ class Engine:
 _Route = tuple[str, _Spec, dict[str, tuple[Step, int]], bool, bool]
 _Parsed = tuple[_Route, str, ResourceKey, dict[str, Any], Mapping[str, Any], list[str]]
 _Tables = Mapping[str, dict[ResourceKey, _Resource]]
+_Recent = dict[tuple[str, ResourceKey], list[tuple[bytes, float]]]
+
+
+def _digest(blob: bytes) -> bytes:
+    """A digest of a payload's bytes as stored: what the redelivery window compares."""
+    return hashlib.blake2b(blob, digest_size=16).digest()
 
 
 def _route(lc: Lifecycle, tag: str) -> _Route:
@@ -491,6 +578,19 @@ class _Rejected(Exception):  # noqa: N818 - internal signal, never escapes feed
                  envelope: Mapping[str, Any] | None) -> None:
         super().__init__(reason)
         self.outcome, self.reason, self.tag, self.envelope = outcome, reason, tag, envelope
+
+
+def _check_page(limit: int | None, start: int) -> None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must not be negative, not {limit}")
+    if start < 0:
+        raise ValueError(f"offset and after must not be negative, not {start}")
+
+
+def _ordered_counts(counts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """``counts`` with lifecycles in registry order and states in their lifecycle's."""
+    return {name: {s: counts[name][s] for s in lc.states if s in counts[name]}
+            for name, lc in LIFECYCLES.items() if counts.get(name)}
 
 
 def _no_log(what: str) -> TypeError:

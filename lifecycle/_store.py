@@ -23,17 +23,22 @@ from urllib.parse import unquote, urlsplit
 import attrs
 import orjson
 
-from ._convert import Payload, decode
+from ._convert import Payload, _dumps, decode, encode_payload
 from ._engine import (
     _CHANGES,
+    REDELIVERY,
     Engine,
     FeedResult,
     HistoryEntry,
     LifecycleViolation,
     ResourceKey,
     ResourceStatus,
+    _check_page,
+    _digest,
     _lifecycle,
+    _ordered_counts,
     _Parsed,
+    _Recent,
     _Rejected,
     _Resource,
     _Tables,
@@ -177,30 +182,6 @@ def migrate(conn: Any, dialect: Dialect, target: int = SCHEMA_VERSION) -> int:
 
 # -- payloads and rows ----------------------------------------------------------------
 
-def encode_payload(payload: Payload) -> tuple[bytes, str]:
-    """The payload as stored: its bytes and how to give it back (bytes, text, json, repr)."""
-    if isinstance(payload, bytes | bytearray | memoryview):
-        return bytes(payload), "bytes"
-    if isinstance(payload, str):
-        return payload.encode("utf-8", "surrogatepass"), "text"
-    if isinstance(payload, Mapping):
-        try:
-            return _dumps(dict(payload)), "json"
-        except TypeError:  # e.g. a reference cycle
-            pass
-    return repr(payload).encode("utf-8", "backslashreplace"), "repr"
-
-
-def _jsonable(value: object) -> object:
-    """What a value JSON does not know becomes: a list for sets and tuples, else its text."""
-    return list(value) if isinstance(value, set | frozenset | tuple) else str(value)
-
-
-def _dumps(value: object) -> bytes:
-    """JSON of a payload or data mapping as given in Python (any value, any key)."""
-    return orjson.dumps(value, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
-
-
 def decode_payload(blob: bytes, kind: str) -> Payload:
     """The payload as it was fed (a mapping for ``json``, the text of a ``repr``)."""
     if kind == "bytes":
@@ -237,6 +218,8 @@ def _lock_id(lifecycle: str, key: str) -> int:
 _EVENT_COLUMNS = ("seq, received_at, payload, payload_kind, outcome, lifecycle, resource_key, "
                   "webhook_type, before_state, after_state, missing, warnings, reason, "
                   "meeting_id, session_id, anomaly")
+_REGISTRY_ORDER = "CASE r.lifecycle {} END".format(  # lifecycle names are identifiers
+    " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(LIFECYCLES)))
 _RESOURCE_COLUMNS = ("lifecycle, resource_key, state, entered_at, data, cycle_id, first_seq, "
                      "last_seq, meeting_id, session_id")
 
@@ -316,8 +299,10 @@ class StoredEngine(Engine):
 
     def __init__(self, connect: Callable[[], Any], dialect: Dialect, url: str, *,
                  errors: tuple[type[Exception], ...], strict: bool = False,
-                 clock: Callable[[], float] = time.time, history_limit: int = 100) -> None:
-        super().__init__(strict=strict, clock=clock, history_limit=history_limit)
+                 clock: Callable[[], float] = time.time, history_limit: int = 100,
+                 redelivery_window: float | None = None) -> None:
+        super().__init__(strict=strict, clock=clock, history_limit=history_limit,
+                         redelivery_window=redelivery_window)
         self.url = url
         self._connect = connect
         self._dialect = dialect
@@ -399,7 +384,9 @@ class StoredEngine(Engine):
         violation: LifecycleViolation | None = None
         now = self._clock()
         with self._transaction(exclusive=True) as conn:
-            tables = self._load(conn, [i for _, i in items if not isinstance(i, _Rejected)])
+            parsed = [i for _, i in items if not isinstance(i, _Rejected)]
+            tables = self._load(conn, parsed)
+            recent = self._recent_payloads(conn, parsed, now)
             touched: dict[tuple[str, ResourceKey], list[int]] = {}
             for (payload, item), seq in zip(items, self._next_seqs(conn, len(items)),
                                             strict=True):
@@ -409,7 +396,8 @@ class StoredEngine(Engine):
                         if self.strict:
                             raise LifecycleViolation(result)
                     else:
-                        result = self._step(item, seq, now, payload, tables)
+                        redelivered = recent is not None and self._seen(recent, item, payload, now)
+                        result = self._step(item, seq, now, payload, tables, redelivered)
                         touched.setdefault((item[0][0], item[2]), [seq, seq])[1] = seq
                 except LifecycleViolation as v:
                     violation = v
@@ -458,6 +446,25 @@ class StoredEngine(Engine):
                 tables[lc][tuple(orjson.loads(key))] = _resource_of(rest)
         return tables
 
+    def _recent_payloads(self, conn: Any, parsed: Sequence[_Parsed], now: float) -> _Recent | None:
+        """The digests of the payloads logged for these resources within the window."""
+        if self.redelivery_window is None:
+            return None
+        recent: _Recent = {}
+        wanted = sorted({(p[0][0], _key_text(p[2])) for p in parsed})
+        for i in range(0, len(wanted), 400):
+            chunk = wanted[i: i + 400]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            for lc, key, blob, t in conn.execute(self._dialect.sql(
+                    "SELECT lifecycle, resource_key, payload, received_at FROM events "
+                    f"WHERE (lifecycle, resource_key) IN (SELECT column1, column2 FROM "
+                    f"(VALUES {values}) AS wanted) AND received_at >= ? ORDER BY seq"),
+                    [*(v for pair in chunk for v in pair),
+                     now - self.redelivery_window]).fetchall():
+                recent.setdefault((lc, tuple(orjson.loads(key))), []).append(
+                    (_digest(bytes(blob)), float(t)))
+        return recent
+
     def _write(self, conn: Any, results: Sequence[FeedResult], tables: _Tables,
                touched: Mapping[tuple[str, ResourceKey], list[int]]) -> None:
         d = self._dialect
@@ -493,10 +500,14 @@ class StoredEngine(Engine):
         session_id: str | None = None,
         state: str | None = None,
         *,
+        limit: int | None = None,
+        offset: int = 0,
         key: ResourceKey | None = None,
     ) -> list[ResourceStatus]:
         """Every tracked resource matching the filters, by lifecycle then first seen."""
-        where, params = [], []
+        _check_page(limit, offset)
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("lifecycle", lifecycle), ("meeting_id", meeting_id),
                               ("session_id", session_id), ("state", state)):
             if value is not None:
@@ -508,27 +519,42 @@ class StoredEngine(Engine):
             where.append("r.resource_key = ?")
             params.append(_key_text(key))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
+        page = ""
+        if limit is not None or offset:
+            page = " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else limit, offset]
+            if self._dialect is POSTGRES and limit is None:
+                page = " LIMIT ALL OFFSET ?"
+                params.pop(-2)
+        chosen = (f"SELECT r.lifecycle, r.resource_key FROM resources r {clause} "
+                  f"ORDER BY {_REGISTRY_ORDER}, r.first_seq{page}")
         with self._transaction() as conn:
             rows = conn.execute(self._dialect.sql(
                 "SELECT r.lifecycle, r.resource_key, r.state, r.entered_at, r.data, r.cycle_id "
-                f"FROM resources r {clause} ORDER BY r.first_seq"), params).fetchall()
+                f"FROM resources r JOIN ({chosen}) AS p ON p.lifecycle = r.lifecycle AND "
+                f"p.resource_key = r.resource_key ORDER BY {_REGISTRY_ORDER}, r.first_seq"),
+                params).fetchall()
             history = conn.execute(self._dialect.sql(  # the last history_limit of each
                 "SELECT lifecycle, resource_key, seq, webhook_type, outcome, received_at FROM "
                 "(SELECT e.lifecycle, e.resource_key, e.seq, e.webhook_type, e.outcome, "
                 "e.received_at, row_number() OVER (PARTITION BY e.lifecycle, e.resource_key "
-                "ORDER BY e.seq DESC) AS age FROM events e JOIN resources r ON "
-                f"r.lifecycle = e.lifecycle AND r.resource_key = e.resource_key {clause}) AS h "
+                f"ORDER BY e.seq DESC) AS age FROM events e JOIN ({chosen}) AS p ON "
+                "p.lifecycle = e.lifecycle AND p.resource_key = e.resource_key) AS h "
                 "WHERE age <= ? ORDER BY seq"), [*params, self._history_limit]).fetchall()
         entries: dict[tuple[str, str], list[HistoryEntry]] = {}
         for lc, k, seq, w, outcome, t in history:
             entries.setdefault((lc, k), []).append(
                 HistoryEntry(int(seq), w, Outcome(outcome), _utc(float(t))))
-        order = {n: i for i, n in enumerate(LIFECYCLES)}
-        out = []
-        for lc, k, *rest in sorted(rows, key=lambda r: order[r[0]]):
-            out.append(self._status(LIFECYCLES[lc], tuple(orjson.loads(k)), _resource_of(rest),
-                                    tuple(entries.get((lc, k), ()))))
-        return out
+        return [self._status(LIFECYCLES[lc], tuple(orjson.loads(k)), _resource_of(rest),
+                             tuple(entries.get((lc, k), ()))) for lc, k, *rest in rows]
+
+    def state_counts(self) -> dict[str, dict[str, int]]:
+        """How many resources are in each state: ``{lifecycle: {state: count}}``."""
+        counts: dict[str, dict[str, int]] = {}
+        for lc, state, n in self._query(
+                "SELECT lifecycle, state, count(*) FROM resources GROUP BY lifecycle, state"):
+            counts.setdefault(lc, {})[state] = int(n)
+        return _ordered_counts(counts)
 
     def anomalies(
         self,
@@ -536,18 +562,25 @@ class StoredEngine(Engine):
         outcome: Outcome | str | None = None,
         meeting_id: str | None = None,
         session_id: str | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
     ) -> list[FeedResult]:
         """Every logged result that was not a clean ``applied``, in log order."""
-        where, params = ["anomaly = 1"], []
+        _check_page(limit, after)
+        where = ["anomaly = 1", "seq > ?"]
+        params: list[Any] = [after]
         for column, value in (("lifecycle", lifecycle),
                               ("outcome", Outcome(outcome).value if outcome else None),
                               ("meeting_id", meeting_id), ("session_id", session_id)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        rows = self._query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "
-                           "ORDER BY seq", params)
-        return [_result_of(r) for r in rows]
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_result_of(r) for r in self._query(sql, params)]
 
     def log(self, after: int = 0, limit: int | None = None) -> list[FeedResult]:
         """Logged results in sequence order, from ``after`` (exclusive)."""
@@ -682,7 +715,13 @@ class _Replay:
     def feed(self, logged: FeedResult) -> None:
         if logged.lifecycle is not None and logged.key is not None:
             self._now = logged.timestamp
-            self.engine.feed(logged.payload)
+            if REDELIVERY in logged.warnings:  # it changed nothing then: nor does it now
+                engine = self.engine
+                engine._seq = logged.seq
+                engine._step(engine._parse(logged.payload), logged.seq, logged.timestamp,
+                             logged.payload, engine._tables, redelivered=True)
+            else:
+                self.engine.feed(logged.payload)
             self.seqs.setdefault((logged.lifecycle, logged.key), [logged.seq, 0])[1] = logged.seq
 
     def has(self, lifecycle: str, key: ResourceKey) -> bool:
@@ -712,11 +751,13 @@ def _redact(url: str) -> str:
 
 def open_engine(url: str | os.PathLike[str], *, strict: bool = False,
                 clock: Callable[[], float] = time.time, history_limit: int = 100,
+                redelivery_window: float | None = None,
                 synchronous: str = "NORMAL") -> StoredEngine:
     """An engine on ``url``: ``sqlite:///path.db``, a bare path, or ``postgresql://...``."""
     text = str(url)
     scheme = urlsplit(text).scheme if "://" in text else ""
-    options = {"strict": strict, "clock": clock, "history_limit": history_limit}
+    options = {"strict": strict, "clock": clock, "history_limit": history_limit,
+               "redelivery_window": redelivery_window}
     if scheme in ("postgresql", "postgres"):
         try:
             import psycopg

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lifecycle import (
     SCHEMA_VERSION,
@@ -21,6 +25,7 @@ from lifecycle import (
     StoreUnavailable,
 )
 from lifecycle import strategies as vs
+from lifecycle._convert import encode_payload
 from lifecycle._store import SQLITE, migrate
 
 from conftest import STORES, load_examples, postgres_or_skip, reset_postgres
@@ -303,3 +308,124 @@ def test_mappings_with_values_json_lacks(make: Callable[..., Engine]) -> None:
     if type(engine) is not Engine:
         assert [] == engine.rebuild()
         assert "stopped" == getattr(engine.status("recording", "m1", "s1", at=1), "state", None)
+
+
+@across
+@given(stream=vs.streams(), size=st.integers(1, 7))
+@settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_pages_put_together_give_the_whole_list(
+    store_url: str | None, stream: list[Any], size: int,
+) -> None:
+    """Paging resources (limit, offset) and anomalies (after, limit) loses and repeats none."""
+    with fresh(store_url, clock=Clock()) as engine:
+        engine.feed_many(stream)
+        check_pages(engine, size)
+
+
+def check_pages(engine: Engine, size: int) -> None:
+    whole = [(s.lifecycle, s.key) for s in engine.resources()]
+    pages = [[(s.lifecycle, s.key) for s in engine.resources(limit=size, offset=o)]
+             for o in range(0, len(whole) + size, size)]
+    assert whole == [k for page in pages for k in page]
+    assert all(len(p) <= size for p in pages)
+    anomalies, after = [], 0
+    while page := engine.anomalies(after=after, limit=size):
+        anomalies += [a.seq for a in page]
+        after = page[-1].seq
+    assert [a.seq for a in engine.anomalies()] == anomalies
+    counted = Counter((s.lifecycle, s.state) for s in engine.resources())
+    assert counted == Counter({(lc, state): n for lc, per in engine.state_counts().items()
+                               for state, n in per.items()})
+
+
+@across
+def test_page_arguments_are_checked(make: Callable[..., Engine]) -> None:
+    """A negative limit, offset or after is a ValueError naming it."""
+    engine = make()
+    with pytest.raises(ValueError, match="limit"):
+        engine.resources(limit=-1)
+    with pytest.raises(ValueError, match="offset"):
+        engine.resources(offset=-2)
+    with pytest.raises(ValueError, match="after"):
+        engine.anomalies(after=-1)
+
+
+REJOIN = [
+    {"webhookType": "participant-joined", "data": {**MEETING, "participantId": "p1"}},
+    {"webhookType": "participant-left", "data": {**MEETING, "participantId": "p1"}},
+]
+
+
+@across
+def test_redelivery_window(make: Callable[..., Engine], store_url: str | None) -> None:
+    """A byte-identical body within the window is a redelivery: a duplicate changing nothing."""
+    clock = Clock()  # one second a feed
+    engine = make(clock=clock, redelivery_window=10)
+    joined, left = (orjson.dumps(p) for p in REJOIN)
+    engine.feed(joined)
+    engine.feed(left)
+    again = engine.feed(joined)  # a retry of the join, 2 s later
+    assert (again.outcome, again.before, again.after) == (Outcome.DUPLICATE, "left", "left")
+    assert again.warnings == ("redelivery",)
+    assert engine.status("participant", "m1", "s1", "p1").state == "left"  # type: ignore[union-attr]
+    clock.now += 60  # a genuine rejoin, out of the window, is applied
+    assert engine.feed(joined).outcome is Outcome.APPLIED
+    assert [a.seq for a in engine.anomalies()] == [again.seq]
+    if store_url is not None:
+        assert engine.rebuild() == []  # a replay of the log records it the same way
+        assert engine.status("participant", "m1", "s1", "p1", at=3).state == "left"  # type: ignore[union-attr]
+
+
+@across
+def test_without_a_window_an_identical_body_is_classified_as_usual(
+    make: Callable[..., Engine],
+) -> None:
+    """Off by default: the same join after a leave is a rejoin."""
+    engine = make(clock=Clock())
+    results = engine.feed_many([orjson.dumps(p) for p in [*REJOIN, REJOIN[0]]])
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * 3
+    with pytest.raises(ValueError, match="redelivery_window"):
+        Engine(redelivery_window=0)
+
+
+@across
+@given(stream=vs.streams())
+@settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_redeliveries_change_nothing(store_url: str | None, stream: list[Any]) -> None:
+    """With a window over the whole stream, every repeated body changes nothing.
+
+    The stream, each payload fed twice, ends in the states of the stream with every
+    body seen before left out; each left-out copy is a duplicate flagged redelivery.
+    """
+    once, seen = Engine(clock=lambda: 7.0), set()
+    with fresh(store_url, clock=lambda: 7.0, redelivery_window=5) as twice:
+        for p in stream:
+            body = encode_payload(p)[0]
+            results = [twice.feed(p), twice.feed(p)]
+            if body not in seen:
+                seen.add(body)
+                assert summary(once.feed(p))[1:] == summary(results.pop(0))[1:]
+            for again in results:
+                if again.lifecycle is not None:
+                    assert again.outcome is Outcome.DUPLICATE
+                    assert again.before == again.after
+                    assert again.warnings[-1] == "redelivery"
+        assert states(once) == states(twice)
+        if store_url is not None:
+            assert twice.rebuild() == []
+
+
+@contextmanager
+def fresh(store_url: str | None, **options: Any) -> Iterator[Engine]:
+    """A new, empty engine of the store under test (one per hypothesis example)."""
+    if store_url is None:
+        engine = Engine(**options)
+    elif store_url.startswith("sqlite"):
+        engine = Engine.open("sqlite://", **options)
+    else:
+        reset_postgres(store_url)
+        engine = Engine.open(store_url, **options)
+    try:
+        yield engine
+    finally:
+        engine.close()
