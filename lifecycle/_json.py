@@ -1,0 +1,52 @@
+"""Results and statuses as JSON-ready dicts: what the HTTP API and the CLI print."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._engine import FeedResult, HistoryEntry, ResourceStatus
+from ._lifecycles import LIFECYCLES
+
+__all__ = ["result_json", "status_json"]
+
+
+def _ids(lifecycle: str | None, key: tuple[str, ...] | None) -> dict[str, str] | None:
+    if lifecycle is None or key is None:
+        return None
+    return dict(zip(LIFECYCLES[lifecycle].definition.key_fields, key, strict=True))
+
+
+def result_json(r: FeedResult) -> dict[str, Any]:
+    """What feeding one payload did (without the payload), as JSON values."""
+    return {
+        "seq": r.seq,
+        "outcome": r.outcome.value,
+        "lifecycle": r.lifecycle,
+        "key": _ids(r.lifecycle, r.key),
+        "webhook_type": r.webhook_type,
+        "before": r.before,
+        "after": r.after,
+        "missing": list(r.missing),
+        "warnings": list(r.warnings),
+        "reason": r.reason,
+        "received_at": r.received_at.isoformat(),
+    }
+
+
+def _entry(h: HistoryEntry) -> dict[str, Any]:
+    return {"seq": h.seq, "webhook_type": h.webhook_type, "outcome": h.outcome.value,
+            "received_at": h.received_at.isoformat()}
+
+
+def status_json(s: ResourceStatus, history: bool = True) -> dict[str, Any]:
+    """One resource's status as JSON values; its history only when asked for."""
+    out: dict[str, Any] = {
+        "lifecycle": s.lifecycle,
+        "key": _ids(s.lifecycle, s.key),
+        "state": s.state,
+        "entered_at": s.entered_at.isoformat(),
+        "data": dict(s.data),
+    }
+    if history:
+        out["history"] = [_entry(h) for h in s.history]
+    return out
