@@ -3,7 +3,8 @@
 ``python docs/generate.py`` rewrites, in place, the text between the markers
 ``<!-- generated: begin -->`` and ``<!-- generated: end -->`` of every lifecycle page
 (``docs/lifecycles/<name>.md``; a page with a stub of prose is created for a new
-lifecycle), of ``docs/lifecycles/index.md`` and of ``docs/events.md``. The prose around
+lifecycle), of ``docs/lifecycles/index.md`` and of ``docs/events.md``, and all of
+``docs/openapi.json`` (the HTTP API's OpenAPI document). The prose around
 the markers is never touched.
 
 ``python docs/generate.py --check`` changes nothing and exits 1, listing the pages that
@@ -13,6 +14,7 @@ drift from the code (CI runs it through ``tests/test_docs.py``).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -23,6 +25,7 @@ from typing import get_type_hints
 import attrs
 
 from lifecycle import LIFECYCLES, WEBHOOK_TYPES, Lifecycle
+from lifecycle._openapi import openapi
 
 BEGIN = "<!-- generated: begin -->"
 END = "<!-- generated: end -->"
@@ -32,6 +35,7 @@ DOCS = Path(__file__).resolve().parent
 LIFECYCLE_PAGES = DOCS / "lifecycles"
 INDEX_PAGE = LIFECYCLE_PAGES / "index.md"
 EVENTS_PAGE = DOCS / "events.md"
+OPENAPI = DOCS / "openapi.json"
 _BASE = {"extra", "envelope", "tag_key", "warnings"}
 
 
@@ -154,6 +158,11 @@ def splice(text: str, body: str, where: str = "page") -> str:
     return f"{head}{BEGIN}\n{NOTICE}\n\n{body}\n\n{END}{tail}"
 
 
+def openapi_document() -> str:
+    """The HTTP API's OpenAPI document, as ``lifecycle serve`` serves it."""
+    return json.dumps(openapi(), indent=2) + "\n"
+
+
 def targets() -> dict[Path, Callable[[], str]]:
     """Every generated page and the function that writes its generated part."""
     out: dict[Path, Callable[[], str]] = {
@@ -161,6 +170,7 @@ def targets() -> dict[Path, Callable[[], str]]:
     }
     out[INDEX_PAGE] = index_section
     out[EVENTS_PAGE] = events_section
+    out[OPENAPI] = openapi_document
     return out
 
 
@@ -172,6 +182,8 @@ def orphans() -> list[Path]:
 
 def rendered(path: Path, body: Callable[[], str]) -> str:
     """What ``path`` should hold: its prose (or a stub) around a fresh generated part."""
+    if path.suffix == ".json":  # generated whole
+        return body()
     text = path.read_text() if path.exists() else stub(path.stem)
     return splice(text, body(), str(path.relative_to(DOCS.parent)))
 

@@ -119,7 +119,7 @@ def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str],
     """Check ``data``: its key values, warnings, and the wire names of invalid fields.
 
     Raises :class:`InvalidEvent` when ``data`` is not an object or a key field is
-    missing, not a string, or empty.
+    missing, not a string, empty, or holds a NUL character.
     """
     if type(data) is not dict:
         if not isinstance(data, Mapping):
@@ -130,8 +130,8 @@ def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str],
         key = spec.getter(data)
         if spec.single:
             key = (key,)
-        "".join(key)  # raises TypeError unless every key value is a string
-        if "" in key:
+        # join raises TypeError unless every key value is a string; NUL no database keeps
+        if "" in key or "\x00" in "".join(key):
             raise TypeError
     except (KeyError, TypeError):
         _check_key(spec, data)
@@ -157,9 +157,10 @@ def _check_key(spec: _Spec, data: Mapping[str, Any]) -> None:
     """Raise :class:`InvalidEvent` for the first invalid key field of ``data``."""
     for f in spec.key:
         v = data.get(f)
-        if not isinstance(v, str) or not v:
+        if not isinstance(v, str) or not v or "\x00" in v:
             why = ("is missing" if v is None else "is empty" if v == "" else
-                   f"must be a string, got {_type_name(v)}")
+                   f"must be a string, got {_type_name(v)}" if not isinstance(v, str) else
+                   "contains a NUL character")
             raise ev.InvalidEvent(f"{spec.webhook_type}: data.{f} {why}")
 
 

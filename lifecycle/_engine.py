@@ -260,6 +260,9 @@ class Engine:
                 raise _Rejected(Outcome.MALFORMED, str(e), None, None) from None
         route = _ROUTES.get(tag)
         if route is None:
+            if "\x00" in tag:  # no database keeps it as text
+                raise _Rejected(Outcome.MALFORMED, f"{TAG} {tag!r} contains a NUL character",
+                                None, env)
             raise _Rejected(Outcome.UNKNOWN_TYPE, f"unknown webhookType {tag!r}", tag, env)
         data: Any = env.get("data")
         try:
@@ -438,6 +441,8 @@ class Engine:
         ``limit`` and ``offset`` page through that order.
         """
         _check_page(limit, offset)
+        if _nul(meeting_id, session_id, state):
+            return []
         matching = (
             (lc, key, res)
             for lc in ([_lifecycle(lifecycle)] if lifecycle is not None else LIFECYCLES.values())
@@ -478,6 +483,8 @@ class Engine:
         ``after`` (a ``seq``, exclusive) and ``limit`` page through them.
         """
         _check_page(limit, after)
+        if _nul(meeting_id, session_id):
+            return []
         want = Outcome(outcome) if outcome is not None else None
         start = bisect_right(self._anomalies, after, key=lambda r: r.seq)
         matching = (
@@ -578,6 +585,11 @@ class _Rejected(Exception):  # noqa: N818 - internal signal, never escapes feed
                  envelope: Mapping[str, Any] | None) -> None:
         super().__init__(reason)
         self.outcome, self.reason, self.tag, self.envelope = outcome, reason, tag, envelope
+
+
+def _nul(*values: str | None) -> bool:
+    """Whether a filter holds NUL, which no stored text does (PostgreSQL refuses it)."""
+    return any(v is not None and "\x00" in v for v in values)
 
 
 def _check_page(limit: int | None, start: int) -> None:

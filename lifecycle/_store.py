@@ -36,6 +36,7 @@ from ._engine import (
     _check_page,
     _digest,
     _lifecycle,
+    _nul,
     _ordered_counts,
     _Parsed,
     _Recent,
@@ -202,8 +203,8 @@ def _data_of(payload: Payload) -> Mapping[str, Any]:
 
 def _ids(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
     meeting, session = data.get("meetingId"), data.get("sessionId")
-    return (meeting if isinstance(meeting, str) else None,
-            session if isinstance(session, str) else None)
+    return (meeting if isinstance(meeting, str) and "\x00" not in meeting else None,
+            session if isinstance(session, str) and "\x00" not in session else None)
 
 
 def _key_text(key: ResourceKey) -> str:
@@ -506,6 +507,8 @@ class StoredEngine(Engine):
     ) -> list[ResourceStatus]:
         """Every tracked resource matching the filters, by lifecycle then first seen."""
         _check_page(limit, offset)
+        if _nul(meeting_id, session_id, state):
+            return []
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("lifecycle", lifecycle), ("meeting_id", meeting_id),
@@ -568,6 +571,8 @@ class StoredEngine(Engine):
     ) -> list[FeedResult]:
         """Every logged result that was not a clean ``applied``, in log order."""
         _check_page(limit, after)
+        if _nul(meeting_id, session_id):
+            return []
         where = ["anomaly = 1", "seq > ?"]
         params: list[Any] = [after]
         for column, value in (("lifecycle", lifecycle),

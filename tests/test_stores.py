@@ -429,3 +429,20 @@ def fresh(store_url: str | None, **options: Any) -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
+
+
+@across
+def test_nul_characters_never_reach_the_database(make: Callable[..., Engine]) -> None:
+    """NUL in a key field or a type is malformed; in other fields or filters it is harmless."""
+    engine = make()
+    outcomes = [engine.feed(b).outcome.value for b in [
+        b'{"webhookType":"session-started","data":{"meetingId":"a\\u0000","sessionId":"s"}}',
+        b'{"webhookType":"nul\\u0000type","data":{"meetingId":"a\\u0000"}}',
+        b'{"webhookType":"sip-call","data":{"meetingId":"a\\u0000","sessionId":"\\u0000"}}',
+        b'{"webhookType":"session-started","data":{"meetingId":"a","sessionId":"s","x":"\\u0000"}}',
+    ]]
+    assert ["malformed", "malformed", "unknown_type", "applied"] == outcomes
+    assert "NUL" in (engine.anomalies()[0].reason or "")
+    assert [] == engine.resources(meeting_id="a\x00")
+    assert [] == engine.anomalies(session_id="\x00")
+    assert "\x00" == engine.status("session", "a", "s").data["x"]  # type: ignore[union-attr]

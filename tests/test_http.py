@@ -1,0 +1,436 @@
+"""`lifecycle serve` for real: uvicorn on a loopback port, driven with httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from lifecycle import Engine, Outcome
+from lifecycle._simulate import stream
+
+from conftest import load_examples, postgres_or_skip, reset_postgres
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    """The test's own signing key pair (the provider's stand-in)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def sign(key: rsa.RSAPrivateKey, body: bytes) -> dict[str, str]:
+    """The videosdk-signature header of ``body``."""
+    signature = key.sign(body, padding.PKCS1v15(), hashes.SHA256())
+    return {"videosdk-signature": base64.b64encode(signature).decode()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A `lifecycle serve` process on a loopback port."""
+
+    def __init__(self, tmp: Path, args: list[str], env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"server-{self.port}.log"
+        self._log = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lifecycle", "serve", "--port", str(self.port), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=tmp, env={**os.environ, **env})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(30)
+        self._log.close()
+        return code
+
+
+@pytest.fixture
+def public_pem(key: rsa.RSAPrivateKey, tmp_path: Path) -> Path:
+    path = tmp_path / "videosdk-public.pem"
+    path.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+@pytest.fixture
+def start(tmp_path: Path, public_pem: Path) -> Iterator[Callable[..., Server]]:
+    """Start servers (signed, with a token, on a SQLite file unless told); stop them after."""
+    started: list[Server] = []
+
+    def starter(*args: str, db: str | None = None, signed: bool = True,
+                env: dict[str, str] | None = None) -> Server:
+        base = ["--db", db or str(tmp_path / "lifecycle.db"), "--token", TOKEN]
+        base += ["--public-key", str(public_pem)] if signed else ["--insecure-no-signature"]
+        server = Server(tmp_path, [*base, *args], env or {})
+        started.append(server)
+        return server
+
+    yield starter
+    for server in started:
+        server.stop()
+
+
+def post(client: httpx.Client, key: rsa.RSAPrivateKey, body: bytes) -> httpx.Response:
+    return client.post("/webhooks", content=body, headers=sign(key, body))
+
+
+def lines(payloads: list[dict[str, Any]]) -> list[bytes]:
+    return [orjson.dumps(p) for p in payloads]
+
+
+def all_pages(client: httpx.Client, path: str) -> list[dict[str, Any]]:
+    """Every item of a paged endpoint, following its next links."""
+    items: list[dict[str, Any]] = []
+    next_url: str | None = path
+    while next_url is not None:
+        page = client.get(next_url, headers=AUTH).raise_for_status().json()
+        items += page["items"]
+        next_url = page["next"]
+    return items
+
+
+def summary(r: Any) -> tuple[Any, ...]:
+    return (r.seq, r.outcome.value, r.lifecycle, r.webhook_type, r.before, r.after,
+            list(r.missing), list(r.warnings))
+
+
+def test_signed_examples_are_classified_as_the_engine_does(
+    start: Callable[..., Server], key: rsa.RSAPrivateKey,
+) -> None:
+    """The 41 signed examples get 200 and the in-memory engine's outcomes, in order."""
+    server, memory = start(), Engine()
+    with httpx.Client(base_url=server.url) as client:
+        for body in lines(load_examples()):
+            answer = post(client, key, body)
+            assert 200 == answer.status_code
+            got = answer.json()
+            assert summary(memory.feed(body)) == (
+                got["seq"], got["outcome"], got["lifecycle"], got["webhook_type"],
+                got["before"], got["after"], got["missing"], got["warnings"])
+        served = all_pages(client, "/resources?limit=3")
+        assert [(s.lifecycle, s.state) for s in memory.resources()] == [
+            (s["lifecycle"], s["state"]) for s in served]
+        assert [a.seq for a in memory.anomalies()] == [
+            a["seq"] for a in all_pages(client, "/anomalies?limit=4")]
+
+
+def test_bad_signatures_are_refused_and_nothing_is_stored(
+    start: Callable[..., Server], key: rsa.RSAPrivateKey,
+) -> None:
+    """Missing, non-base64 and wrong signatures get 401; the store stays empty."""
+    server = start()
+    body = lines(load_examples())[0]
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with httpx.Client(base_url=server.url) as client:
+        cases = {
+            "missing": {},
+            "not base64": {"videosdk-signature": "not base64!"},
+            "other key": sign(other, body),
+            "other body": sign(key, body + b" "),
+        }
+        for name, headers in cases.items():
+            answer = client.post("/webhooks", content=body, headers=headers)
+            assert (name, 401) == (name, answer.status_code)
+            assert "signature" in answer.json()["error"]
+        assert 0 == client.get("/healthz").json()["events"]
+        assert 200 == post(client, key, body).status_code
+        assert 1 == client.get("/healthz").json()["events"]
+
+
+def test_oversized_bodies_get_413(start: Callable[..., Server], key: rsa.RSAPrivateKey) -> None:
+    """Above --max-body, with or without a Content-Length, the answer is 413 and nothing is fed."""
+    server = start("--max-body", "1000")
+    big = orjson.dumps({"webhookType": "session-started",
+                        "data": {"meetingId": "m", "sessionId": "s", "pad": "x" * 1000}})
+
+    def chunks() -> Iterator[bytes]:
+        yield big[:500]
+        yield big[500:]
+
+    with httpx.Client(base_url=server.url) as client:
+        assert 413 == post(client, key, big).status_code
+        answer = client.post("/webhooks", content=chunks(), headers=sign(key, big))
+        assert 413 == answer.status_code
+        assert "1000 bytes" in answer.json()["error"]
+        assert 0 == client.get("/healthz").json()["events"]
+
+
+def test_malformed_and_unknown_payloads_are_stored_and_answered_200(
+    start: Callable[..., Server], key: rsa.RSAPrivateKey, tmp_path: Path,
+) -> None:
+    """Bad JSON and unknown types: 200 with their outcome and reason, kept as they came."""
+    server = start()
+    bodies = [b'{"webhookType": "recording-started", "data": {', b"\xff\xfe not json",
+              b'{"webhookType": "sip-call-started", "data": {"callId": "c1"}}']
+    with httpx.Client(base_url=server.url) as client:
+        answers = [post(client, key, b).json() for b in bodies]
+        assert ["malformed", "malformed", "unknown_type"] == [a["outcome"] for a in answers]
+        assert all(a["reason"] for a in answers)
+        kept = all_pages(client, "/anomalies")
+        assert [a["seq"] for a in answers] == [a["seq"] for a in kept]
+    server.stop()
+    with Engine.open(str(tmp_path / "lifecycle.db")) as engine:
+        assert bodies == [r.payload for r in engine.log()]
+
+
+def test_concurrent_shuffled_stream_ends_in_the_engines_states(
+    start: Callable[..., Server], key: rsa.RSAPrivateKey,
+) -> None:
+    """1,000 shuffled events sent 32 at a time: each outcome and every final state is what
+    the in-memory engine gives for the same events in the server's sequence order."""
+    bodies = lines(stream(40, seed=4, shuffle=0.3, duplicate=0.05))[:1000]
+    assert len(bodies) == 1000
+    server = start()
+
+    async def send_all() -> list[dict[str, Any]]:
+        gate = asyncio.Semaphore(32)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            async def one(body: bytes) -> dict[str, Any]:
+                async with gate:
+                    answer = await client.post("/webhooks", content=body, headers=sign(key, body))
+                    assert 200 == answer.status_code
+                    return {**answer.json(), "body": body}
+            return await asyncio.gather(*(one(b) for b in bodies))
+
+    answers = sorted(asyncio.run(send_all()), key=lambda a: a["seq"])
+    assert list(range(1, 1001)) == [a["seq"] for a in answers]
+    memory = Engine()
+    for a in answers:
+        r = memory.feed(a["body"])
+        assert (r.outcome.value, r.before, r.after) == (a["outcome"], a["before"], a["after"])
+    with httpx.Client(base_url=server.url) as client:
+        served = all_pages(client, "/resources?limit=1000")
+    assert sorted((s.lifecycle, "/".join(s.key), s.state) for s in memory.resources()) == sorted(
+        (s["lifecycle"], "/".join(s["key"].values()), s["state"]) for s in served)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_every_acknowledged_webhook_survives_a_stop(
+    start: Callable[..., Server], key: rsa.RSAPrivateKey, tmp_path: Path, sig: int,
+) -> None:
+    """Stopped (gracefully or killed) under load, then restarted: every webhook answered
+    200 is in the store; after a SIGTERM no request in flight is cut off."""
+    server = start()
+    bodies = lines(stream(30, seed=9))[:600]
+
+    async def send_all() -> list[int]:
+        acked: list[int] = []
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            async def one(i: int, body: bytes) -> None:
+                await asyncio.sleep(i * 0.002)
+                try:
+                    answer = await client.post("/webhooks", content=body,
+                                               headers=sign(key, body))
+                except httpx.TransportError:  # refused after the stop: never acknowledged
+                    return
+                if answer.status_code == 200:
+                    acked.append(answer.json()["seq"])
+
+            async def stopper() -> None:
+                await asyncio.sleep(0.4)
+                server.proc.send_signal(sig)
+            await asyncio.gather(stopper(), *(one(i, b) for i, b in enumerate(bodies)))
+        return acked
+
+    acked = asyncio.run(send_all())
+    server.stop()
+    assert acked, "the server acknowledged nothing before it stopped"
+    again = start()
+    with httpx.Client(base_url=again.url) as client:
+        stored = {a["seq"] for a in all_pages(client, "/anomalies?limit=1000")}
+        events = client.get("/healthz").json()["events"]
+    with Engine.open(str(tmp_path / "lifecycle.db")) as engine:
+        logged = {r.seq for r in engine.log()}
+        assert set(acked) <= logged
+        assert {a.seq for a in engine.anomalies()} == stored
+        assert engine.rebuild() == []
+    assert events == max(logged)
+
+
+def test_read_endpoints_need_the_token(start: Callable[..., Server]) -> None:
+    """Without or with a wrong bearer token, reads get 401; /healthz and webhooks do not."""
+    server = start(signed=False)
+    with httpx.Client(base_url=server.url) as client:
+        for path in ["/resources", "/anomalies", "/sessions/s1", "/resources/session/m/s",
+                     "/metrics"]:
+            assert 401 == client.get(path).status_code
+            assert 401 == client.get(path, headers={"Authorization": "Bearer nope"}).status_code
+            assert client.get(path, headers=AUTH).status_code in (200, 404)
+        assert 200 == client.get("/healthz").status_code
+        assert 200 == client.post("/webhooks", content=b"{}").status_code
+
+
+def test_status_session_and_errors(start: Callable[..., Server]) -> None:
+    """One resource with its history, a whole session, and named 400/404 errors."""
+    server = start(signed=False)
+    ids = {"meetingId": "m1", "sessionId": "s1"}
+    events = [
+        {"webhookType": "session-started", "data": ids},
+        {"webhookType": "participant-joined", "data": {**ids, "participantId": "p1"}},
+        {"webhookType": "participant-joined", "data": {**ids, "participantId": "p2"}},
+        {"webhookType": "recording-starting", "data": ids},
+        {"webhookType": "recording-started", "data": ids},
+    ]
+    with httpx.Client(base_url=server.url, headers=AUTH) as client:
+        for body in lines(events):
+            assert 200 == client.post("/webhooks", content=body).status_code
+        status = client.get("/resources/recording/m1/s1").json()
+        assert ("started", ["recording-starting", "recording-started"]) == (
+            status["state"], [h["webhook_type"] for h in status["history"]])
+        session = client.get("/sessions/s1").json()
+        assert ("m1", "started") == (session["meetingId"], session["session"]["state"])
+        assert {"participant": ["p1", "p2"], "recording": ["s1"]} == {
+            lc: [r["key"].get("participantId", r["key"]["sessionId"]) for r in found]
+            for lc, found in session["resources"].items()}
+        for path, status_code, words in [
+            ("/resources/recording/m1/nope", 404, "no recording m1/nope"),
+            ("/resources/recording/m1", 404, "meetingId/sessionId"),
+            ("/resources/door/m1", 400, "unknown lifecycle 'door'"),
+            ("/resources?limit=5000", 400, "limit"),
+            ("/resources?offset=x", 400, "offset must be an integer"),
+            ("/anomalies?outcome=weird", 400, "unknown outcome 'weird'"),
+            ("/sessions/nope", 404, "no session nope"),
+        ]:
+            answer = client.get(path)
+            assert (path, status_code) == (path, answer.status_code)
+            assert words in answer.json()["error"]
+        started = all_pages(client, "/resources?state=started&meetingId=m1")
+        assert ["session", "recording"] == [s["lifecycle"] for s in started]
+
+
+def test_metrics_count_webhooks_and_resources(start: Callable[..., Server]) -> None:
+    """/metrics counts fed webhooks by type and outcome, and resources by state."""
+    server = start(signed=False)
+    ids = {"meetingId": "m1", "sessionId": "s1"}
+    with httpx.Client(base_url=server.url, headers=AUTH) as client:
+        for body in lines([{"webhookType": "hls-starting", "data": ids}] * 2
+                          + [{"webhookType": "hls-stopped", "data": ids}]):
+            client.post("/webhooks", content=body)
+        client.post("/webhooks", content=b"nope")
+        text = client.get("/metrics").text
+    for line in [
+        'lifecycle_webhooks_total{outcome="applied",webhook_type="hls-starting"} 1.0',
+        'lifecycle_webhooks_total{outcome="duplicate",webhook_type="hls-starting"} 1.0',
+        'lifecycle_webhooks_total{outcome="gap",webhook_type="hls-stopped"} 1.0',
+        'lifecycle_webhooks_total{outcome="malformed",webhook_type="other"} 1.0',
+        'lifecycle_resources{lifecycle="hls",state="stopped"} 1.0',
+        'lifecycle_resources{lifecycle="hls",state="starting"} 0.0',
+    ]:
+        assert line in text.splitlines()
+    assert 'lifecycle_request_duration_seconds_count{method="POST",route="/webhooks",' \
+           'status="200"} 4.0' in text
+
+
+def test_redelivery_window_over_http(start: Callable[..., Server]) -> None:
+    """With --redelivery-window, a resent body after a leave is a redelivery, not a rejoin."""
+    server = start("--redelivery-window", "60", signed=False)
+    who = {"meetingId": "m1", "sessionId": "s1", "participantId": "p1"}
+    joined, left = lines([{"webhookType": "participant-joined", "data": who},
+                          {"webhookType": "participant-left", "data": who}])
+    with httpx.Client(base_url=server.url, headers=AUTH) as client:
+        answers = [client.post("/webhooks", content=b).json() for b in (joined, left, joined)]
+        assert [("applied", []), ("applied", []), ("duplicate", ["redelivery"])] == [
+            (a["outcome"], a["warnings"]) for a in answers]
+        assert "left" == client.get("/resources/participant/m1/s1/p1").json()["state"]
+
+
+def test_logs_are_json_lines_without_bodies(start: Callable[..., Server]) -> None:
+    """Each request logs one JSON line (method, path, status, ms); no payload text at info."""
+    server = start(signed=False)
+    body = orjson.dumps({"webhookType": "session-started",
+                         "data": {"meetingId": "m-secret-42", "sessionId": "s"}})
+    with httpx.Client(base_url=server.url, headers=AUTH) as client:
+        client.post("/webhooks", content=body)
+        client.get("/resources")
+    server.stop()
+    records = [json.loads(line) for line in server.log.read_text().splitlines()]
+    requests = [r for r in records if r["message"] == "request"]
+    assert [("POST", "/webhooks", 200, "applied"), ("GET", "/resources", 200, None)] == [
+        (r["method"], r["path"], r["status"], r.get("outcome")) for r in requests
+        if r["path"] != "/healthz"]
+    assert all(r["ms"] >= 0 for r in requests)
+    assert "m-secret-42" not in server.log.read_text()
+
+
+def test_a_lost_database_answers_503_and_the_retry_is_stored(
+    start: Callable[..., Server],
+) -> None:
+    """PostgreSQL connections killed under the server: 503 (retry later), then the
+    provider's retry of the same webhook is stored once."""
+    url = postgres_or_skip()
+    reset_postgres(url)
+    import psycopg
+
+    server = start(db=url, signed=False)
+    body = orjson.dumps({"webhookType": "session-started",
+                         "data": {"meetingId": "m1", "sessionId": "s1"}})
+    with httpx.Client(base_url=server.url, headers=AUTH) as client:
+        assert 200 == client.post("/webhooks", content=lines(load_examples())[0]).status_code
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        first = client.post("/webhooks", content=body)
+        assert 503 == first.status_code
+        assert "retry" in first.json()["error"]
+        retried = client.post("/webhooks", content=body)
+        assert (200, "applied") == (retried.status_code, retried.json()["outcome"])
+    with Engine.open(url) as engine:
+        assert [Outcome.APPLIED, Outcome.APPLIED] == [r.outcome for r in engine.log()]
+
+
+def test_openapi_document_is_served_and_kept_in_docs(start: Callable[..., Server]) -> None:
+    """/openapi.json is the document in docs/openapi.json."""
+    server = start(signed=False)
+    kept = json.loads((Path(__file__).parents[1] / "docs" / "openapi.json").read_text())
+    assert kept == httpx.get(f"{server.url}/openapi.json").json()
+
+
+def test_schemathesis_finds_no_failure(start: Callable[..., Server], tmp_path: Path) -> None:
+    """schemathesis, driven by the OpenAPI document, finds no server error or schema
+    violation on any endpoint."""
+    server = start(signed=False)
+    with httpx.Client(base_url=server.url, headers=AUTH) as client:  # something to find
+        for body in lines(load_examples()):
+            client.post("/webhooks", content=body)
+    run = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
+         "--checks", "all", "--header", f"Authorization: Bearer {TOKEN}",
+         "--max-examples", "30", "--seed", str(random.Random(7).randrange(10**6)),
+         "--no-color"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert 0 == run.returncode, run.stdout[-4000:] + run.stderr[-2000:]
