@@ -18,6 +18,12 @@ comes after its commit. Results are printed as a Markdown table with ratios.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]  # run as a script, this file would shadow the standard library's http
+
 import argparse
 import asyncio
 import base64
@@ -27,10 +33,8 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import orjson
@@ -67,7 +71,8 @@ def signed_bodies(n: int) -> tuple[list[bytes], list[str], bytes]:
     return bodies, signatures, pem
 
 
-def baseline(bodies: list[bytes], signatures: list[str], pem: bytes, folder: Path) -> dict[str, float]:
+def baseline(bodies: list[bytes], signatures: list[str], pem: bytes,
+             folder: Path) -> dict[str, float]:
     """In-process rates (per second): single feeds into SQLite, and signature checks."""
     public = serialization.load_pem_public_key(pem)
     assert isinstance(public, rsa.RSAPublicKey)
@@ -193,7 +198,8 @@ def main() -> None:
     print("| measure | value | ratio |")
     print("|---|---|---|")
     print(f"| in-process `feed` (baseline) | {base['feed']:,.0f}/s | 1.00 |")
-    print(f"| in-process RSA verify | {base['verify']:,.0f}/s | {base['verify'] / base['feed']:.2f} |")
+    print(f"| in-process RSA verify | {base['verify']:,.0f}/s | "
+          f"{base['verify'] / base['feed']:.2f} |")
     print(f"| served, wrk {args.connections} connections, {args.seconds} s | {rate:,.0f}/s | "
           f"{rate / base['feed']:.2f} |")
     print(f"| events the server stored in that run | {stored:,} | |")
