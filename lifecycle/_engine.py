@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, Self
 
 import attrs
 from attrs import frozen
@@ -510,6 +510,12 @@ class Engine:
 
     def close(self) -> None:
         """Release the store; nothing to do for an in-memory engine."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def open(

@@ -322,12 +322,6 @@ class StoredEngine(Engine):
             self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> StoredEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _connection(self) -> Any:
         if self._conn is None:
             try:
