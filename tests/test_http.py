@@ -434,3 +434,30 @@ def test_schemathesis_finds_no_failure(start: Callable[..., Server], tmp_path: P
          "--no-color"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert 0 == run.returncode, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def test_settings_that_cannot_work_are_refused(public_pem: Path) -> None:
+    """No key without --insecure-no-signature, both at once, a bad or non-RSA key, a public
+    address without a token: each a ConfigError naming the problem, before anything runs."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from lifecycle.server import ConfigError, ServerConfig, create_app
+
+    pem = public_pem.read_bytes()
+    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    for config, words in [
+        (ServerConfig(), "--insecure-no-signature"),
+        (ServerConfig(public_key=pem, insecure_no_signature=True), "contradict"),
+        (ServerConfig(public_key=b"not a key"), "not a PEM public key"),
+        (ServerConfig(public_key=ec_pem), "must be an RSA key"),
+        (ServerConfig(public_key=pem, host="0.0.0.0"), "without a token"),
+        (ServerConfig(public_key=pem, max_body=0), "--max-body"),
+        (ServerConfig(public_key=pem, redelivery_window=-1), "--redelivery-window"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            create_app(config)
+    for ok in [ServerConfig(public_key=pem, host="0.0.0.0", token="t"),
+               ServerConfig(public_key=pem, host="0.0.0.0", public_read=True),
+               ServerConfig(insecure_no_signature=True, host="::1")]:
+        create_app(ok)

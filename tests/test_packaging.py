@@ -48,8 +48,25 @@ def test_wheel_metadata_pins_lower_bounds(wheel: zipfile.ZipFile) -> None:
     msg = Parser().parsestr(wheel.read(meta).decode())
     requires = msg.get_all("Requires-Dist") or []
     runtime = [r for r in requires if "extra ==" not in r]
-    assert {"attrs", "cattrs", "orjson", "transitions"} == {r.split(">=")[0] for r in runtime}
+    assert {"attrs", "cattrs", "click", "orjson", "rich", "transitions"} == {
+        r.split(">=")[0] for r in runtime}
     assert all(">=" in r for r in requires)
     assert any(r.startswith("hypothesis>=") and "extra == \"testing\"" in r for r in requires)
+    server = {r.split(">=")[0].split("[")[0] for r in requires if "extra == \"server\"" in r}
+    assert {"starlette", "uvicorn", "cryptography", "prometheus-client"} == server
     assert "Typing :: Typed" in (msg.get_all("Classifier") or [])
     assert ">=3.11" == msg["Requires-Python"]
+
+
+def test_wheel_installs_the_lifecycle_command(wheel: zipfile.ZipFile) -> None:
+    """The console script `lifecycle` runs lifecycle._cli:main."""
+    (points,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    assert "lifecycle = lifecycle._cli:main" in wheel.read(points).decode().splitlines()
+
+
+def test_importing_the_library_imports_no_interface() -> None:
+    """`import lifecycle` loads neither the server's nor the command line's libraries."""
+    code = ("import sys, lifecycle; print(sorted(m for m in ('starlette', 'uvicorn', 'click', "
+            "'rich', 'cryptography', 'prometheus_client', 'psycopg') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "[]" == run.stdout.strip()
