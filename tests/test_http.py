@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def post(client: httpx.Client, key: rsa.RSAPrivateKey, body: bytes) -> httpx.Res
     return client.post("/webhooks", content=body, headers=sign(key, body))
 
 
-def lines(payloads: list[dict[str, Any]]) -> list[bytes]:
+def lines(payloads: Iterable[dict[str, Any]]) -> list[bytes]:
     return [orjson.dumps(p) for p in payloads]
 
 

@@ -1,0 +1,542 @@
+"""The ``lifecycle`` command line: replay webhook files into a store, query it, draw, simulate.
+
+Errors print one line, ``error: <message>``, on stderr and exit with status 2; status 1
+is left for ``replay --fail-on-anomaly``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from array import array
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, closing
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import attrs
+import click
+from orjson import loads as _loads
+from rich import box
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+
+from . import __version__
+from ._convert import _dumps
+from ._engine import Engine, FeedResult, ResourceKey, ResourceStatus
+from ._json import result_json, status_json
+from ._lifecycles import LIFECYCLES, Outcome
+from ._simulate import stream
+from ._store import StoreUnavailable
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+BIG_INPUT_BYTES = 1 << 20
+"""Inputs larger than this (in all) get a progress bar on a terminal ..."""
+BIG_INPUT_EVENTS = 5_000
+"""... and so do inputs that turn out to hold more events than this."""
+TABLE_ROWS = 100
+"""The most anomalies ``replay`` lists in its table (its JSON has them all)."""
+
+
+class CliError(click.ClickException):
+    """Printed as one line, ``error: <message>``, on stderr; exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {' '.join(self.format_message().split())}", err=True)
+
+
+class _Group(click.Group):
+    """Commands that end with the one-line error when the database fails.
+
+    They stop quietly (status 141) when the reader of their output goes away.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as e:
+            raise CliError(str(e)) from e
+        except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # 128 + SIGPIPE, as cat and yes report it
+
+
+# -- shared options ----------------------------------------------------------------------
+
+def _known(names: Iterable[str], what: str) -> Callable[..., str | None]:
+    """A click callback refusing, in one line, a value that is not one of ``names``."""
+    known = list(names)
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None and value not in known:
+            raise CliError(f"unknown {what} {value!r}; known: {', '.join(known)}")
+        return value
+
+    return check
+
+
+def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several click decorators as one, applied in the order given (top to bottom)."""
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+def _format(*choices: str) -> Callable[[F], F]:
+    return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0],
+                        show_default=True, help="Output format.")
+
+
+def _example(*lines: str) -> str:
+    """A ``--help`` epilog that click shows as written."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+_known_lifecycle = _known(LIFECYCLES, "lifecycle")
+_db = click.option("--db", metavar="URL", envvar="LIFECYCLE_DB", show_envvar=True,
+                   default="lifecycle.db", show_default=True,
+                   help="Database URL: sqlite:///path.db, a path, or postgresql://user@host/db.")
+_lifecycle = click.option("--lifecycle", "lifecycle_name", metavar="NAME",
+                          callback=_known_lifecycle, help="Only this lifecycle.")
+_meeting = click.option("--meeting", metavar="ID", help="Only this meeting (meetingId).")
+_session = click.option("--session", metavar="ID", help="Only this session (sessionId).")
+_limit = click.option("--limit", type=click.IntRange(min=0), help="At most this many.")
+_query = _options(_db, _lifecycle, _meeting, _session, _limit)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=_example("lifecycle simulate --meetings 20 --shuffle 0.05 > webhooks.jsonl",
+                             "lifecycle replay webhooks.jsonl",
+                             "lifecycle anomalies --outcome gap"))
+@click.version_option(__version__, prog_name="lifecycle")
+def main() -> None:
+    """VideoSDK webhooks turned into live, queryable state machines."""
+
+
+# -- output ------------------------------------------------------------------------------
+
+def _console(stderr: bool = False) -> Console:
+    """A console without markup (webhook text is shown as is).
+
+    Off a terminal, lines are as long as their content: a pipe or a file gets whole keys.
+    """
+    file = sys.stderr if stderr else sys.stdout
+    return Console(file=file, width=None if file.isatty() else 1000, markup=False,
+                   emoji=False, highlight=False)
+
+
+def _print(*sections: RenderableType) -> None:
+    """Print to stdout, a blank line between sections."""
+    out = _console()
+    for i, section in enumerate(sections):
+        if i:
+            out.line()
+        out.print(section)
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.buffer.write(_dumps(value) + b"\n")
+    sys.stdout.flush()
+
+
+def _key(key: ResourceKey | None) -> str:
+    return "/".join(key) if key is not None else ""
+
+
+def _time(t: datetime) -> str:
+    return t.isoformat(sep=" ", timespec="seconds")
+
+
+def _detail(r: FeedResult) -> str:
+    """What a result's table row says beyond its states: skipped, warnings, reason."""
+    parts = [f"skipped {', '.join(r.missing)}"] if r.missing else []
+    return "; ".join([*parts, *r.warnings, *([r.reason] if r.reason else [])])
+
+
+def _table(*headers: str, title: str | None = None) -> Table:
+    """A table whose cells fold rather than lose text (keys and types have no spaces)."""
+    return Table(*(Column(h, overflow="fold", min_width=_MIN_WIDTHS.get(h)) for h in headers),
+                 title=title, box=box.SIMPLE_HEAD, show_edge=False)
+
+
+_MIN_WIDTHS = {"seq": 3, "outcome": 12, "state": 9}
+
+
+def _anomaly_table(results: Sequence[FeedResult], title: str | None = None) -> Table:
+    table = _table("seq", "outcome", "webhook type", "key", "before → after", "detail",
+                   title=title)
+    for r in results:
+        states = f"{r.before} → {r.after}" if r.before is not None else ""
+        table.add_row(str(r.seq), r.outcome.value, r.webhook_type or "", _key(r.key), states,
+                      _detail(r))
+    return table
+
+
+def _status_table(statuses: Sequence[ResourceStatus]) -> Table:
+    table = _table("lifecycle", "key", "state", "entered at")
+    for s in statuses:
+        table.add_row(s.lifecycle, _key(s.key), s.state, _time(s.entered_at))
+    return table
+
+
+def _resource_view(s: ResourceStatus) -> Iterator[Table]:
+    """One resource: its key, state and data, then its history."""
+    about = Table.grid(padding=(0, 2))
+    fields = LIFECYCLES[s.lifecycle].definition.key_fields
+    rows = [("lifecycle", s.lifecycle), *zip(fields, s.key, strict=True),
+            ("state", s.state), ("entered at", _time(s.entered_at))]
+    rows += [(f"data.{f}", v if isinstance(v, str) else _dumps(v).decode())
+             for f, v in s.data.items()]
+    for name, value in rows:
+        about.add_row(name, value)
+    yield about
+    history = _table("seq", "webhook type", "outcome", "received at", title="history")
+    for h in s.history:
+        history.add_row(str(h.seq), h.webhook_type, h.outcome.value, _time(h.received_at))
+    yield history
+
+
+def _state_counts(statuses: Iterable[ResourceStatus]) -> Table:
+    """How many of ``statuses`` are in each state, in registry and state order."""
+    counts = Counter((s.lifecycle, s.state) for s in statuses)
+    table = _table("lifecycle", "state", "resources")
+    for name, lc in LIFECYCLES.items():
+        for state in lc.states:
+            if counts[name, state]:
+                table.add_row(name, state, str(counts[name, state]))
+    return table
+
+
+# -- the engine --------------------------------------------------------------------------
+
+def _open_engine(db: str, must_exist: bool = False) -> closing[Engine]:
+    """``Engine.open(db)``, closed on exit; ``must_exist`` refuses a missing SQLite file."""
+    if must_exist:
+        parts = urlsplit(db) if "://" in db else None
+        path = db if parts is None else unquote(parts.path[1:]) if parts.scheme == "sqlite" else ""
+        if path not in ("", ":memory:") and not Path(path).exists():
+            raise CliError(f"no database at {db} (give --db, or fill it with lifecycle replay)")
+    try:
+        return closing(Engine.open(db))
+    except ValueError as e:  # a URL Engine.open does not know
+        raise CliError(str(e)) from e
+
+
+# -- replay ------------------------------------------------------------------------------
+
+@attrs.define
+class _Run:
+    """What one replay fed: how many of each outcome, the resources it touched, its seqs."""
+
+    before: int
+    outcomes: Counter[Outcome] = attrs.Factory(Counter)
+    touched: set[tuple[str, ResourceKey]] = attrs.Factory(set)
+    seqs: array[int] = attrs.Factory(lambda: array("q"))
+
+    @property
+    def events(self) -> int:
+        return len(self.seqs)
+
+    def add(self, results: Iterable[FeedResult]) -> None:
+        for r in results:
+            self.outcomes[r.outcome] += 1
+            self.seqs.append(r.seq)
+            if r.lifecycle is not None and r.key is not None:
+                self.touched.add((r.lifecycle, r.key))
+
+    def __contains__(self, seq: int) -> bool:
+        """Whether this run fed ``seq`` (other receivers may share the database)."""
+        i = bisect_left(self.seqs, seq)
+        return i < len(self.seqs) and self.seqs[i] == seq
+
+    def anomalies(self, engine: Engine) -> list[FeedResult]:
+        return [a for a in engine.anomalies(after=self.before) if a.seq in self]
+
+    def resources(self, engine: Engine) -> list[ResourceStatus]:
+        names = {name for name, _ in self.touched}
+        return [s for name in LIFECYCLES if name in names
+                for s in engine.resources(lifecycle=name) if (s.lifecycle, s.key) in self.touched]
+
+
+def _open_input(name: str) -> IO[bytes]:
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")
+    except OSError as e:
+        raise CliError(f"cannot read {name}: {e.strerror}") from e
+
+
+def _size(f: IO[bytes]) -> int | None:
+    """The bytes of a regular file; None for a pipe or a terminal."""
+    info = os.fstat(f.fileno())
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _webhooks(f: IO[bytes], name: str) -> Iterator[tuple[Any, float]]:
+    """Each webhook of an input, with the bytes it took.
+
+    JSON lines are fed as they came (a bad one is a ``malformed`` result); a file whose
+    first non-blank character is ``[`` is one JSON array, whose elements are fed parsed.
+    """
+    first = True
+    for line in f:
+        if line.isspace():
+            continue
+        if first and line.lstrip().startswith(b"["):
+            text = line + f.read()
+            try:
+                items = _loads(text)
+            except ValueError as e:
+                raise CliError(f"{name} is not a JSON array: {e}") from e
+            for item in items:
+                yield item, len(text) / len(items)
+            return
+        first = False
+        yield line.rstrip(b"\r\n"), len(line)
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _replay(engine: Engine, inputs: Sequence[tuple[IO[bytes], str]], batch: int) -> _Run:
+    """Feed every input in batches; a transient progress bar on a terminal for big ones."""
+    sizes = [_size(f) for f, _ in inputs]
+    total = None if None in sizes else sum(s or 0 for s in sizes)
+    progress = Progress(TextColumn("replaying"), BarColumn(), TaskProgressColumn(),
+                        TextColumn("{task.fields[events]:,} events"), TimeElapsedColumn(),
+                        console=_console(stderr=True), transient=True,
+                        disable=not sys.stderr.isatty())
+    task = progress.add_task("replay", total=total, events=0)
+    run = _Run(engine.events_fed)
+    shown = False
+    try:
+        for f, name in inputs:
+            for items in _batches(_webhooks(f, name), batch):
+                run.add(engine.feed_many([payload for payload, _ in items]))
+                progress.update(task, advance=sum(n for _, n in items),
+                                events=run.events)
+                if not shown and ((total or 0) > BIG_INPUT_BYTES
+                                  or run.events > BIG_INPUT_EVENTS):
+                    progress.start()
+                    shown = True
+    finally:
+        if shown:
+            progress.stop()
+    return run
+
+
+@main.command(epilog=_example(
+    "lifecycle replay examples/videosdk-webhook-examples.jsonl",
+    "lifecycle replay --db sqlite:///state.db --format json day1.jsonl day2.jsonl",
+    "curl -s https://host/webhooks.json | lifecycle replay --fail-on-anomaly -"))
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@_db
+@_format("table", "json")
+@click.option("--fail-on-anomaly", is_flag=True,
+              help="Exit with status 1 when this run found an anomaly.")
+@click.option("--batch", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Events committed per transaction.")
+def replay(files: tuple[str, ...], db: str, fmt: str, fail_on_anomaly: bool,
+           batch: int) -> None:
+    """Feed webhook files to the database and report what this run did.
+
+    A FILE holds JSON lines (one webhook a line, fed as its raw bytes) or one JSON
+    array of webhooks; - reads stdin.
+    """
+    with ExitStack() as stack:
+        inputs = [(stack.enter_context(_open_input(name)), name) for name in files]
+        engine = stack.enter_context(_open_engine(db))
+        run = _replay(engine, inputs, batch)
+        anomalies = run.anomalies(engine)
+        resources = run.resources(engine)
+    outcomes = {o.value: run.outcomes[o] for o in Outcome}
+    if fmt == "json":
+        _print_json({"events": run.events, "outcomes": outcomes,
+                     "resources": [status_json(s, history=False) for s in resources],
+                     "anomalies": [result_json(a) for a in anomalies]})
+    else:
+        shown = anomalies[:TABLE_ROWS]
+        more = len(anomalies) - len(shown)
+        _print(_state_counts(resources),
+               f"events: {run.events} ("
+               + ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items())
+               + f"), anomalies: {len(anomalies)}",
+               *([_anomaly_table(shown)] if shown else []),
+               *([f"{more} more: lifecycle anomalies --after {shown[-1].seq}"] if more else []))
+    if fail_on_anomaly and anomalies:
+        sys.exit(1)
+
+
+# -- queries -----------------------------------------------------------------------------
+
+@main.command(epilog=_example(
+    "lifecycle status --lifecycle recording --state stopped",
+    "lifecycle status --meeting jvsg-8rjn-j304 --format json",
+    "lifecycle status recording jvsg-8rjn-j304 613731342f27f56e4fc4b6d0"))
+@click.argument("resource", nargs=-1, metavar="[LIFECYCLE KEY...]")
+@_query
+@click.option("--state", help="Only resources in this state.")
+@_format("table", "json")
+def status(resource: tuple[str, ...], db: str, lifecycle_name: str | None,
+           meeting: str | None, session: str | None, limit: int | None, state: str | None,
+           fmt: str) -> None:
+    """List tracked resources, or show one (LIFECYCLE KEY...) with its history."""
+    if resource and any(v is not None for v in (lifecycle_name, meeting, session, limit, state)):
+        raise CliError("give LIFECYCLE KEY... or filter options, not both")
+    if resource:
+        _show_resource(db, resource[0], resource[1:], fmt)
+        return
+    with _open_engine(db, must_exist=True) as engine:
+        found = engine.resources(lifecycle_name, meeting, session, state, limit=limit)
+    if fmt == "json":
+        _print_json([status_json(s, history=False) for s in found])
+    else:
+        _print(_status_table(found) if found else "no resources")
+
+
+def _show_resource(db: str, name: str, key: tuple[str, ...], fmt: str) -> None:
+    with _open_engine(db, must_exist=True) as engine:
+        try:
+            found = engine.status(name, *key)
+        except (TypeError, ValueError) as e:  # the wrong number of key values, or lifecycle
+            raise CliError(str(e)) from e
+    if found is None:
+        raise CliError(f"no {name} with key {'/'.join(key)}")
+    if fmt == "json":
+        _print_json(status_json(found))
+    else:
+        _print(*_resource_view(found))
+
+
+@main.command(epilog=_example(
+    "lifecycle anomalies --outcome illegal --lifecycle recording",
+    "lifecycle anomalies --after 1200 --limit 50 --format json"))
+@_query
+@click.option("--outcome", metavar="OUTCOME",
+              callback=_known((o.value for o in Outcome), "outcome"),
+              help="Only this outcome (applied means applied with warnings).")
+@click.option("--after", type=click.IntRange(min=0), default=0,
+              help="Only events after this seq (exclusive).")
+@_format("table", "json")
+def anomalies(db: str, lifecycle_name: str | None, meeting: str | None, session: str | None,
+              limit: int | None, outcome: str | None, after: int, fmt: str) -> None:
+    """List the events that were not a clean applied, in feed order."""
+    with _open_engine(db, must_exist=True) as engine:
+        found = engine.anomalies(lifecycle_name, outcome, meeting, session, after=after,
+                                 limit=limit)
+    if fmt == "json":
+        _print_json([result_json(r) for r in found])
+    else:
+        _print(_anomaly_table(found) if found else "no anomalies")
+
+
+# -- diagram, simulate, serve ------------------------------------------------------------
+
+@main.command(epilog=_example("lifecycle diagram recording",
+                              "lifecycle diagram hls --format dot | dot -Tsvg > hls.svg"))
+@click.argument("name", metavar="[LIFECYCLE]", required=False, callback=_known_lifecycle)
+@_format("mermaid", "dot")
+def diagram(name: str | None, fmt: str) -> None:
+    """Print the state diagram of a lifecycle (of every one when none is named)."""
+    chosen = [LIFECYCLES[name]] if name is not None else LIFECYCLES.values()
+    click.echo("\n\n".join((lc.mermaid() if fmt == "mermaid" else lc.dot()).rstrip("\n")
+                           for lc in chosen))
+
+
+_chance = click.FloatRange(0, 1)
+
+
+@main.command(epilog=_example("lifecycle simulate --meetings 100 --seed 7 > clean.jsonl",
+                              "lifecycle simulate --meetings 100 --shuffle 0.05 --duplicate 0.02"
+                              " --drop 0.01 --output faulty.jsonl"))
+@click.option("--meetings", type=click.IntRange(min=1), required=True,
+              help="How many meeting sessions.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed: the same seed gives the same bytes.")
+@click.option("--shuffle", type=_chance, default=0.0, show_default=True,
+              help="Chance that an event is swapped with one of the next ten.")
+@click.option("--duplicate", type=_chance, default=0.0, show_default=True,
+              help="Chance that an event is delivered again a little later.")
+@click.option("--drop", type=_chance, default=0.0, show_default=True,
+              help="Chance that an event is lost.")
+@click.option("--output", metavar="FILE", help="Write to FILE instead of stdout.")
+def simulate(meetings: int, seed: int, shuffle: float, duplicate: float, drop: float,
+             output: str | None) -> None:
+    """Write realistic webhooks as JSON lines, with the faults asked for."""
+    with ExitStack() as stack:
+        try:
+            out = (stack.enter_context(open(output, "wb")) if output is not None
+                   else sys.stdout.buffer)
+        except OSError as e:
+            raise CliError(f"cannot write {output}: {e.strerror}") from e
+        for payload in stream(meetings, seed, shuffle=shuffle, duplicate=duplicate, drop=drop):
+            out.write(_dumps(payload) + b"\n")
+        out.flush()
+
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+@main.command("serve", epilog=_example(
+    "lifecycle serve --public-key videosdk.pem",
+    "LIFECYCLE_TOKEN=s3cret lifecycle serve --host 0.0.0.0 --db postgresql://app@db/lifecycle",
+    "lifecycle serve --insecure-no-signature --port 9000   # local tests only"))
+@_db
+@click.option("--host", metavar="HOST", default="127.0.0.1", show_default=True,
+              help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on.")
+@click.option("--public-key", metavar="FILE",
+              help="PEM file of the key that checks webhook signatures [env var: "
+              "LIFECYCLE_PUBLIC_KEY holds the PEM text itself].")
+@click.option("--insecure-no-signature", is_flag=True,
+              help="Accept webhooks without checking their signature.")
+@click.option("--token", metavar="TOKEN", envvar="LIFECYCLE_TOKEN", show_envvar=True,
+              help="Bearer token the read endpoints ask for.")
+@click.option("--public-read", is_flag=True, help="Serve the read endpoints without a token.")
+@click.option("--max-body", type=click.IntRange(min=1), default=65536, show_default=True,
+              metavar="BYTES", help="Largest webhook body accepted.")
+@click.option("--redelivery-window", type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS",
+              help="Count a byte-identical webhook within this window as a redelivery.")
+@click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
+def serve_command(db: str, host: str, port: int, public_key: str | None,
+                  insecure_no_signature: bool, token: str | None, public_read: bool,
+                  max_body: int, redelivery_window: float | None, log_level: str) -> None:
+    """Receive webhooks over HTTP into the database, and answer queries."""
+    try:
+        from ._http import ServerConfig, serve
+    except ImportError as e:
+        raise CliError("lifecycle serve needs the server extra: "
+                       "pip install 'videosdk-lifecycle[server]'") from e
+    try:
+        pem = (Path(public_key).read_bytes() if public_key is not None
+               else os.environ.get("LIFECYCLE_PUBLIC_KEY", "").encode() or None)
+    except OSError as e:
+        raise CliError(f"cannot read {public_key}: {e.strerror}") from e
+    try:
+        serve(ServerConfig(db=db, host=host, port=port, public_key=pem,
+                           insecure_no_signature=insecure_no_signature, token=token,
+                           public_read=public_read, max_body=max_body,
+                           redelivery_window=redelivery_window, log_level=log_level))
+    except ValueError as e:  # ConfigError, or a database URL Engine.open does not know
+        raise CliError(str(e)) from e
