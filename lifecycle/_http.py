@@ -539,7 +539,8 @@ def serve(config: ServerConfig) -> None:
             " (bound to a loopback address)"))
     log.info("serving", extra={"fields": {
         "url": f"http://{config.host}:{config.port}", "db": _redact(config.db),
-        "redelivery_window": config.redelivery_window}})
+        "signatures": "not verified" if config.public_key is None else "verified",
+        "read_token": bool(config.token), "redelivery_window": config.redelivery_window}})
     uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_config=None, access_log=False,
         log_level=config.log_level, timeout_graceful_shutdown=30, lifespan="on",

@@ -149,6 +149,23 @@ def test_signed_examples_are_classified_as_the_engine_does(
             a["seq"] for a in all_pages(client, "/anomalies?limit=4")]
 
 
+def test_a_body_signed_by_openssl_is_accepted(
+    start: Callable[..., Server], key: rsa.RSAPrivateKey, tmp_path: Path,
+) -> None:
+    """`openssl dgst -sha256 -sign` (the README's way) makes a signature the server takes."""
+    private = tmp_path / "private.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    body = lines(load_examples())[0]
+    signed = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(private)], input=body,
+                            capture_output=True, check=True).stdout
+    server = start()
+    answer = httpx.post(f"{server.url}/webhooks", content=body,
+                        headers={"videosdk-signature": base64.b64encode(signed).decode()})
+    assert (200, "applied") == (answer.status_code, answer.json()["outcome"])
+
+
 def test_bad_signatures_are_refused_and_nothing_is_stored(
     start: Callable[..., Server], key: rsa.RSAPrivateKey,
 ) -> None:
@@ -208,14 +225,19 @@ def test_malformed_and_unknown_payloads_are_stored_and_answered_200(
         assert bodies == [r.payload for r in engine.log()]
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_concurrent_shuffled_stream_ends_in_the_engines_states(
-    start: Callable[..., Server], key: rsa.RSAPrivateKey,
+    start: Callable[..., Server], key: rsa.RSAPrivateKey, store: str,
 ) -> None:
     """1,000 shuffled events sent 32 at a time: each outcome and every final state is what
     the in-memory engine gives for the same events in the server's sequence order."""
     bodies = lines(stream(40, seed=4, shuffle=0.3, duplicate=0.05))[:1000]
     assert len(bodies) == 1000
-    server = start()
+    db = None
+    if store == "postgresql":
+        db = postgres_or_skip()
+        reset_postgres(db)
+    server = start(db=db)
 
     async def send_all() -> list[dict[str, Any]]:
         gate = asyncio.Semaphore(32)
