@@ -97,14 +97,14 @@ def free_port() -> int:
 class Server:
     """`lifecycle serve` on a fresh SQLite file, as a separate process."""
 
-    def __init__(self, folder: Path, pem: bytes, name: str) -> None:
+    def __init__(self, folder: Path, pem: bytes, name: str, *options: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         (folder / "public.pem").write_bytes(pem)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lifecycle", "serve", "--db", str(folder / f"{name}.db"),
              "--port", str(self.port), "--public-key", str(folder / "public.pem"),
-             "--log-level", "warning"], stderr=subprocess.DEVNULL)
+             "--log-level", "warning", *options], stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -180,6 +180,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--redelivery-window", metavar="SECONDS",
+                        help="run the servers with this redelivery window")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/http.py needs wrk: apt-get install wrk")
@@ -188,14 +190,16 @@ def main() -> None:
     bodies, signatures, pem = signed_bodies(args.events)
     base = baseline(bodies, signatures, pem, folder)
 
-    server = Server(folder, pem, "throughput")
+    options = ([] if args.redelivery_window is None
+               else ["--redelivery-window", args.redelivery_window])
+    server = Server(folder, pem, "throughput", *options)
     try:
         rate = throughput(server.url, bodies, signatures, folder, args.seconds,
                           args.connections)
         stored = server.events()
     finally:
         server.stop()
-    server = Server(folder, pem, "latency")
+    server = Server(folder, pem, "latency", *options)
     try:
         latencies = asyncio.run(fixed_rate(server.url, bodies, signatures, args.rate,
                                            args.seconds))
@@ -205,7 +209,8 @@ def main() -> None:
 
     p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
     print(f"\n{os.cpu_count()} cores; SQLite WAL, synchronous=NORMAL; "
-          f"{len(bodies)} distinct signed bodies, cycled\n")
+          f"{len(bodies)} distinct signed bodies, cycled; redelivery window: "
+          f"{args.redelivery_window or 'off'}\n")
     print("| measure | value | ratio |")
     print("|---|---|---|")
     print(f"| in-process `feed` (baseline) | {base['feed']:,.0f}/s | 1.00 |")
