@@ -21,8 +21,11 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lifecycle import Engine, Outcome
+from lifecycle import strategies as vs
 from lifecycle._simulate import stream
 
 from conftest import load_examples, postgres_or_skip, reset_postgres
@@ -483,3 +486,58 @@ def test_settings_that_cannot_work_are_refused(public_pem: Path) -> None:
                ServerConfig(public_key=pem, host="0.0.0.0", public_read=True),
                ServerConfig(insecure_no_signature=True, host="::1")]:
         create_app(ok)
+
+
+
+def as_body(payload: Any) -> bytes:
+    """A fed payload as an HTTP body: bytes as they are, text encoded, the rest as JSON."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode("utf-8", "surrogatepass")
+    return orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
+@pytest.fixture(scope="module")
+def shared(key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[tuple[Server, Engine]]:
+    """One signed server for the properties, and an in-memory engine fed what it was fed."""
+    tmp = tmp_path_factory.mktemp("shared")
+    pem = tmp / "public.pem"
+    pem.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    server = Server(tmp, ["--db", str(tmp / "lifecycle.db"), "--public-key", str(pem)], {})
+    yield server, Engine()
+    server.stop()
+
+
+@given(stream=vs.streams())
+@settings(max_examples=25, deadline=None)
+def test_any_stream_is_answered_as_the_engine_classifies_it(
+    shared: tuple[Server, Engine], key: rsa.RSAPrivateKey, stream: list[Any],
+) -> None:
+    """Whatever the signed bodies, each is answered 200 with the seq, outcome, state change
+    and warnings the in-memory engine gives the same bytes."""
+    server, memory = shared
+    with httpx.Client(base_url=server.url) as client:
+        for body in map(as_body, stream):
+            answer = post(client, key, body)
+            assert 200 == answer.status_code
+            got, r = answer.json(), memory.feed(body)
+            assert (r.seq, r.outcome.value, r.before, r.after, list(r.warnings)) == (
+                got["seq"], got["outcome"], got["before"], got["after"], got["warnings"])
+
+
+@given(body=st.binary(max_size=300), signature=st.binary(min_size=1, max_size=300))
+@settings(max_examples=50, deadline=None)
+def test_no_forged_signature_gets_in(
+    shared: tuple[Server, Engine], body: bytes, signature: bytes,
+) -> None:
+    """A signature not made with the key is refused (401), whatever the body and bytes."""
+    server, _ = shared
+    with httpx.Client(base_url=server.url) as client:
+        before = client.get("/healthz").json()["events"]
+        answer = client.post("/webhooks", content=body, headers={
+            "videosdk-signature": base64.b64encode(signature).decode()})
+        assert 401 == answer.status_code
+        assert before == client.get("/healthz").json()["events"]
