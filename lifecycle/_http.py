@@ -164,12 +164,13 @@ class _Feeder:
                 for (_, done), result in zip(batch, results, strict=True):
                     if not done.done():
                         done.set_result(result)
+            for _ in batch:
+                self._queue.task_done()
 
     async def stop(self) -> None:
-        """Let the queued webhooks through, then stop."""
-        while not self._queue.empty():
-            await asyncio.sleep(0.01)
+        """Feed and answer every webhook already queued, then stop."""
         if self._task is not None:
+            await self._queue.join()
             self._task.cancel()
 
 
