@@ -3,7 +3,8 @@
 Run: python examples/quickstart.py [FILE.jsonl] [--db URL]
 
 The state goes to an embedded SQLite database (a fresh temporary one unless ``--db``
-names one: run twice on the same database and the second run is all duplicates).
+names one; fed twice into one database, the second round reads mostly as rejoins and
+new recordings, since the payloads carry no id).
 """
 
 from __future__ import annotations
