@@ -541,3 +541,43 @@ def test_no_forged_signature_gets_in(
             "videosdk-signature": base64.b64encode(signature).decode()})
         assert 401 == answer.status_code
         assert before == client.get("/healthz").json()["events"]
+
+
+def test_two_receivers_share_one_postgresql_state(
+    start: Callable[..., Server], key: rsa.RSAPrivateKey,
+) -> None:
+    """Two servers on one PostgreSQL database, fed concurrently: every event logged once,
+    the log replays to the same outcomes, and a redelivery to the other receiver is caught."""
+    url = postgres_or_skip()
+    reset_postgres(url)
+    servers = [start("--redelivery-window", "300", db=url) for _ in range(2)]
+    bodies = lines(stream(20, seed=11, shuffle=0.2))[:600]
+
+    async def send_all() -> list[dict[str, Any]]:
+        gate = asyncio.Semaphore(16)
+        clients = [httpx.AsyncClient(base_url=s.url, timeout=30) for s in servers]
+
+        async def one(i: int, body: bytes) -> dict[str, Any]:
+            async with gate:
+                answer = await clients[i % 2].post("/webhooks", content=body,
+                                                   headers=sign(key, body))
+                assert 200 == answer.status_code
+                return dict(answer.json())
+        try:
+            return await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    answers = asyncio.run(send_all())
+    with Engine.open(url) as engine:
+        logged = engine.log()
+        assert sorted(a["seq"] for a in answers) == [r.seq for r in logged]
+        replay = Engine(redelivery_window=300)
+        for r in logged:
+            again = replay.feed(r.payload)
+            assert (r.outcome, r.after, r.warnings) == (again.outcome, again.after, again.warnings)
+        assert engine.rebuild() == []
+    with httpx.Client(base_url=servers[1].url) as client:  # receiver 0 had the first body
+        again = post(client, key, bodies[0]).json()
+    assert ("duplicate", ["redelivery"]) == (again["outcome"], again["warnings"])
