@@ -2,7 +2,9 @@
 
 Feed every webhook to an :class:`Engine`; each one drives the state machine of its
 resource (recording, HLS, participant ...) and is classified as applied, duplicate,
-gap, out of order, illegal, unknown or malformed.
+gap, out of order, illegal, unknown or malformed. ``Engine.open(url)`` keeps the state
+in SQLite or PostgreSQL; ``lifecycle.server`` is the HTTP receiver, and the ``lifecycle``
+command replays, queries and serves.
 """
 
 from ._convert import dump_event, parse_event
