@@ -18,7 +18,6 @@ from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import attrs
 import click
@@ -34,7 +33,7 @@ from ._engine import Engine, FeedResult, ResourceKey, ResourceStatus
 from ._json import result_json, status_json
 from ._lifecycles import LIFECYCLES, Outcome
 from ._simulate import stream
-from ._store import StoreUnavailable
+from ._store import StoreUnavailable, sqlite_path
 
 __all__ = ["main"]
 
@@ -226,11 +225,9 @@ def _state_counts(statuses: Iterable[ResourceStatus]) -> Table:
 
 def _open_engine(db: str, must_exist: bool = False) -> closing[Engine]:
     """``Engine.open(db)``, closed on exit; ``must_exist`` refuses a missing SQLite file."""
-    if must_exist:
-        parts = urlsplit(db) if "://" in db else None
-        path = db if parts is None else unquote(parts.path[1:]) if parts.scheme == "sqlite" else ""
-        if path not in ("", ":memory:") and not Path(path).exists():
-            raise CliError(f"no database at {db} (give --db, or fill it with lifecycle replay)")
+    path = sqlite_path(db)
+    if must_exist and path and not Path(path).exists():
+        raise CliError(f"no database at {db} (give --db, or fill it with lifecycle replay)")
     try:
         return closing(Engine.open(db))
     except ValueError as e:  # a URL Engine.open does not know

@@ -440,7 +440,7 @@ class Engine:
 
         ``limit`` and ``offset`` page through that order.
         """
-        _check_page(limit, offset)
+        _check_page(limit, offset, "offset")
         if _nul(meeting_id, session_id, state):
             return []
         matching = (
@@ -482,7 +482,7 @@ class Engine:
         That is every other outcome, and every applied event that carried warnings.
         ``after`` (a ``seq``, exclusive) and ``limit`` page through them.
         """
-        _check_page(limit, after)
+        _check_page(limit, after, "after")
         if _nul(meeting_id, session_id):
             return []
         want = Outcome(outcome) if outcome is not None else None
@@ -598,11 +598,11 @@ def _nul(*values: str | None) -> bool:
     return any(v is not None and "\x00" in v for v in values)
 
 
-def _check_page(limit: int | None, start: int) -> None:
+def _check_page(limit: int | None, start: int, name: str) -> None:
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     if start < 0:
-        raise ValueError(f"offset and after must not be negative, not {start}")
+        raise ValueError(f"{name} must not be negative, not {start}")
 
 
 def _ordered_counts(counts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:

@@ -42,7 +42,7 @@ from ._engine import Engine, FeedResult
 from ._json import result_json, status_json
 from ._lifecycles import LIFECYCLES, WEBHOOK_TYPES, Outcome
 from ._openapi import openapi
-from ._store import StoreUnavailable, _redact
+from ._store import StoreUnavailable, _redact, sqlite_path
 
 __all__ = ["ConfigError", "ServerConfig", "create_app", "serve"]
 
@@ -268,7 +268,7 @@ class _Api:
         options: dict[str, Any] = {"redelivery_window": self.config.redelivery_window}
         writer = _Worker(Engine.open(self.config.db, **options))
         # an in-memory database exists on its connection only: read through the writer
-        shared = self.config.db in ("sqlite://", ":memory:", "sqlite:///:memory:")
+        shared = sqlite_path(self.config.db) == ""
         reader = writer if shared else _Worker(Engine.open(self.config.db))
         self._reader, self._feeder = reader, _Feeder(writer, self.config.max_batch)
         try:

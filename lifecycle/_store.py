@@ -48,7 +48,7 @@ from ._engine import (
 from ._events import InvalidEvent
 from ._lifecycles import LIFECYCLES, Lifecycle, Outcome
 
-__all__ = ["SCHEMA_VERSION", "StoreUnavailable", "StoredEngine", "open_engine"]
+__all__ = ["SCHEMA_VERSION", "StoreUnavailable", "StoredEngine", "open_engine", "sqlite_path"]
 
 
 class StoreUnavailable(Exception):  # noqa: N818 - the condition, as users meet it
@@ -500,7 +500,7 @@ class StoredEngine(Engine):
         key: ResourceKey | None = None,
     ) -> list[ResourceStatus]:
         """Every tracked resource matching the filters, by lifecycle then first seen."""
-        _check_page(limit, offset)
+        _check_page(limit, offset, "offset")
         if _nul(meeting_id, session_id, state):
             return []
         where: list[str] = []
@@ -519,10 +519,8 @@ class StoredEngine(Engine):
         page = ""
         if limit is not None or offset:
             page = " LIMIT ? OFFSET ?"
-            params += [-1 if limit is None else limit, offset]
-            if self._dialect is POSTGRES and limit is None:
-                page = " LIMIT ALL OFFSET ?"
-                params.pop(-2)
+            no_limit = -1 if self._dialect is SQLITE else None  # what each reads as none
+            params += [no_limit if limit is None else limit, offset]
         chosen = (f"SELECT r.lifecycle, r.resource_key FROM resources r {clause} "
                   f"ORDER BY {_REGISTRY_ORDER}, r.first_seq{page}")
         with self._transaction() as conn:
@@ -564,7 +562,7 @@ class StoredEngine(Engine):
         limit: int | None = None,
     ) -> list[FeedResult]:
         """Every logged result that was not a clean ``applied``, in log order."""
-        _check_page(limit, after)
+        _check_page(limit, after, "after")
         if _nul(meeting_id, session_id):
             return []
         where = ["anomaly = 1", "seq > ?"]
@@ -748,6 +746,15 @@ def _redact(url: str) -> str:
     return url
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL or path; ``""`` for an in-memory one, None if not SQLite."""
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme not in ("", "sqlite"):
+        return None
+    path = unquote(urlsplit(url).path[1:]) if scheme == "sqlite" else url
+    return "" if path == ":memory:" else path
+
+
 def open_engine(url: str | os.PathLike[str], *, strict: bool = False,
                 clock: Callable[[], float] = time.time, history_limit: int = 100,
                 redelivery_window: float | None = None,
@@ -769,10 +776,10 @@ def open_engine(url: str | os.PathLike[str], *, strict: bool = False,
 
         return StoredEngine(connect_pg, POSTGRES, text, errors=(psycopg.Error,),
                             **options)  # type: ignore[arg-type]
-    if scheme not in ("", "sqlite"):
+    path = sqlite_path(text)
+    if path is None:
         raise ValueError(f"unsupported database URL {text!r}: use sqlite:///path.db, a path, "
                          "or postgresql://user@host/dbname")
-    path = unquote(urlsplit(text).path[1:]) if scheme == "sqlite" else text
     if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
 
@@ -780,12 +787,12 @@ def open_engine(url: str | os.PathLike[str], *, strict: bool = False,
         conn = sqlite3.connect(path or ":memory:", isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
-        if path and path != ":memory:":
+        if path:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         return conn
 
-    if path and path != ":memory:" and not Path(path).parent.exists():
+    if path and not Path(path).parent.exists():
         raise StoreUnavailable(f"cannot open {text}: folder {Path(path).parent} does not exist")
     return StoredEngine(connect_sqlite, SQLITE, text, errors=(sqlite3.Error,),
                         **options)  # type: ignore[arg-type]
