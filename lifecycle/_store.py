@@ -428,36 +428,38 @@ class StoredEngine(Engine):
                          "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS locks",
                          (locks,))
         tables: dict[str, dict[ResourceKey, _Resource]] = {n: {} for n in LIFECYCLES}
-        wanted = sorted(keys | sessions)
-        for i in range(0, len(wanted), 400):
-            chunk = wanted[i: i + 400]
-            values = ", ".join(["(?, ?)"] * len(chunk))
-            rows = conn.execute(self._dialect.sql(
-                "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id "
-                "FROM resources WHERE (lifecycle, resource_key) IN "
-                f"(SELECT column1, column2 FROM (VALUES {values}) AS wanted)"),  # by the index
-                [v for pair in chunk for v in pair]).fetchall()
-            for lc, key, *rest in rows:
-                tables[lc][tuple(orjson.loads(key))] = _resource_of(rest)
+        for lc, key, *rest in self._rows_of(
+                conn, "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id "
+                "FROM resources", keys | sessions):
+            tables[lc][tuple(orjson.loads(key))] = _resource_of(rest)
         return tables
+
+    def _rows_of(self, conn: Any, select: str, wanted: Iterable[tuple[str, str]],
+                 where: str = "", params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``select`` for these (lifecycle, resource key) pairs, by the index.
+
+        ``where`` adds a condition (with its ``params``); pairs go 400 to a query.
+        """
+        pairs = sorted(wanted)
+        for i in range(0, len(pairs), 400):
+            chunk = pairs[i: i + 400]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            yield from conn.execute(self._dialect.sql(
+                f"{select} WHERE (lifecycle, resource_key) IN "  # not (a, b) IN (VALUES ...):
+                f"(SELECT column1, column2 FROM (VALUES {values}) AS wanted)"  # SQLite scans
+                f"{where}"), [*(v for pair in chunk for v in pair), *params]).fetchall()
 
     def _recent_payloads(self, conn: Any, parsed: Sequence[_Parsed], now: float) -> _Recent | None:
         """The digests of the payloads logged for these resources within the window."""
         if self.redelivery_window is None:
             return None
         recent: _Recent = {}
-        wanted = sorted({(p[0][0], _key_text(p[2])) for p in parsed})
-        for i in range(0, len(wanted), 400):
-            chunk = wanted[i: i + 400]
-            values = ", ".join(["(?, ?)"] * len(chunk))
-            for lc, key, blob, t in conn.execute(self._dialect.sql(
-                    "SELECT lifecycle, resource_key, payload, received_at FROM events "
-                    f"WHERE (lifecycle, resource_key) IN (SELECT column1, column2 FROM "
-                    f"(VALUES {values}) AS wanted) AND received_at >= ? ORDER BY seq"),
-                    [*(v for pair in chunk for v in pair),
-                     now - self.redelivery_window]).fetchall():
-                recent.setdefault((lc, tuple(orjson.loads(key))), []).append(
-                    (_digest(bytes(blob)), float(t)))
+        for lc, key, blob, t in self._rows_of(
+                conn, "SELECT lifecycle, resource_key, payload, received_at FROM events",
+                {(p[0][0], _key_text(p[2])) for p in parsed}, " AND received_at >= ? ORDER BY seq",
+                [now - self.redelivery_window]):
+            recent.setdefault((lc, tuple(orjson.loads(key))), []).append(
+                (_digest(bytes(blob)), float(t)))
         return recent
 
     def _write(self, conn: Any, results: Sequence[FeedResult], tables: _Tables,
