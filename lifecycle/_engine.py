@@ -441,11 +441,19 @@ class Engine:
         ``limit`` and ``offset`` page through that order.
         """
         _check_page(limit, offset, "offset")
+        if lifecycle is not None:
+            _lifecycle(lifecycle)
         if _nul(meeting_id, session_id, state):
             return []
+        return self._select_resources(lifecycle, meeting_id, session_id, state, limit, offset)
+
+    def _select_resources(self, lifecycle: str | None, meeting_id: str | None,
+                          session_id: str | None, state: str | None, limit: int | None,
+                          offset: int) -> list[ResourceStatus]:
+        """:meth:`resources` once its arguments are checked."""
         matching = (
             (lc, key, res)
-            for lc in ([_lifecycle(lifecycle)] if lifecycle is not None else LIFECYCLES.values())
+            for lc in ([LIFECYCLES[lifecycle]] if lifecycle is not None else LIFECYCLES.values())
             for key, res in self._tables[lc.name].items()
             if (state is None or res.state == state)
             and (meeting_id is None or (res.data or {}).get("meetingId") == meeting_id)
@@ -486,6 +494,12 @@ class Engine:
         if _nul(meeting_id, session_id):
             return []
         want = Outcome(outcome) if outcome is not None else None
+        return self._select_anomalies(lifecycle, want, meeting_id, session_id, after, limit)
+
+    def _select_anomalies(self, lifecycle: str | None, want: Outcome | None,
+                          meeting_id: str | None, session_id: str | None, after: int,
+                          limit: int | None) -> list[FeedResult]:
+        """:meth:`anomalies` once its arguments are checked."""
         start = bisect_right(self._anomalies, after, key=lambda r: r.seq)
         matching = (
             r for r in islice(self._anomalies, start, None)

@@ -33,10 +33,7 @@ from ._engine import (
     LifecycleViolation,
     ResourceKey,
     ResourceStatus,
-    _check_page,
     _digest,
-    _lifecycle,
-    _nul,
     _ordered_counts,
     _Parsed,
     _Recent,
@@ -487,24 +484,13 @@ class StoredEngine(Engine):
               at: int | datetime | None) -> ResourceStatus | None:
         if at is not None:
             return self._status_at(lc.name, key, at)
-        found = self.resources(lifecycle=lc.name, key=key)
+        found = self._select_resources(lc.name, None, None, None, None, 0, key=key)
         return found[0] if found else None
 
-    def resources(
-        self,
-        lifecycle: str | None = None,
-        meeting_id: str | None = None,
-        session_id: str | None = None,
-        state: str | None = None,
-        *,
-        limit: int | None = None,
-        offset: int = 0,
-        key: ResourceKey | None = None,
-    ) -> list[ResourceStatus]:
-        """Every tracked resource matching the filters, by lifecycle then first seen."""
-        _check_page(limit, offset, "offset")
-        if _nul(meeting_id, session_id, state):
-            return []
+    def _select_resources(self, lifecycle: str | None, meeting_id: str | None,
+                          session_id: str | None, state: str | None, limit: int | None,
+                          offset: int, key: ResourceKey | None = None) -> list[ResourceStatus]:
+        """The resources matching the checked filters (and ``key``), from the database."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("lifecycle", lifecycle), ("meeting_id", meeting_id),
@@ -512,8 +498,6 @@ class StoredEngine(Engine):
             if value is not None:
                 where.append(f"r.{column} = ?")
                 params.append(value)
-        if lifecycle is not None:
-            _lifecycle(lifecycle)
         if key is not None:
             where.append("r.resource_key = ?")
             params.append(_key_text(key))
@@ -553,24 +537,14 @@ class StoredEngine(Engine):
             counts.setdefault(lc, {})[state] = int(n)
         return _ordered_counts(counts)
 
-    def anomalies(
-        self,
-        lifecycle: str | None = None,
-        outcome: Outcome | str | None = None,
-        meeting_id: str | None = None,
-        session_id: str | None = None,
-        *,
-        after: int = 0,
-        limit: int | None = None,
-    ) -> list[FeedResult]:
-        """Every logged result that was not a clean ``applied``, in log order."""
-        _check_page(limit, after, "after")
-        if _nul(meeting_id, session_id):
-            return []
+    def _select_anomalies(self, lifecycle: str | None, want: Outcome | None,
+                          meeting_id: str | None, session_id: str | None, after: int,
+                          limit: int | None) -> list[FeedResult]:
+        """The logged anomalies matching the checked filters, in log order."""
         where = ["anomaly = 1", "seq > ?"]
         params: list[Any] = [after]
         for column, value in (("lifecycle", lifecycle),
-                              ("outcome", Outcome(outcome).value if outcome else None),
+                              ("outcome", want.value if want is not None else None),
                               ("meeting_id", meeting_id), ("session_id", session_id)):
             if value is not None:
                 where.append(f"{column} = ?")
