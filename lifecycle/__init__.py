@@ -2,28 +2,19 @@
 
 Feed every webhook to an :class:`Engine`; each one drives the state machine of its
 resource (recording, HLS, participant ...) and is classified as applied, duplicate,
-gap, out of order, illegal, unknown or malformed. ``Engine.open(url)`` keeps the state
-in SQLite or PostgreSQL; ``lifecycle.server`` is the HTTP receiver, and the ``lifecycle``
-command replays, queries and serves.
+gap, out of order, illegal, unknown or malformed. ``Engine()`` keeps the state in
+memory, ``Engine.open(url)`` in SQLite or PostgreSQL (``lifecycle.stores``);
+``lifecycle.server`` is the HTTP receiver, and the ``lifecycle`` command replays,
+queries and serves.
 """
 
 from ._convert import dump_event, parse_event
-from ._engine import (
-    AFTER_SESSION_END,
-    REDELIVERY,
-    Engine,
-    FeedResult,
-    HistoryEntry,
-    LifecycleViolation,
-    ResourceKey,
-    ResourceStatus,
-)
+from ._engine import Engine
 from ._events import (
     AiDeploymentSessionEvent,
     Event,
     FileDetail,
     HlsEvent,
-    InvalidEvent,
     LivestreamEvent,
     MergeRecordingEvent,
     ParticipantEvent,
@@ -38,14 +29,32 @@ from ._events import (
 from ._lifecycles import (
     LIFECYCLES,
     WEBHOOK_TYPES,
-    DefinitionError,
     Lifecycle,
     LifecycleDef,
     Outcome,
     Step,
     compile_lifecycle,
 )
-from ._store import SCHEMA_VERSION, StoreUnavailable
+from ._records import (
+    AFTER_SESSION_END,
+    REDELIVERY,
+    FeedResult,
+    HistoryEntry,
+    ResourceKey,
+    ResourceStatus,
+)
+from ._version import __version__
+from .errors import (
+    ConfigError,
+    DefinitionError,
+    InvalidArgument,
+    InvalidEvent,
+    LifecycleError,
+    LifecycleViolation,
+    LogPruned,
+    StoreUnavailable,
+)
+from .stores._sql import SCHEMA_VERSION
 
 __all__ = [
     "AFTER_SESSION_END",
@@ -54,6 +63,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "WEBHOOK_TYPES",
     "AiDeploymentSessionEvent",
+    "ConfigError",
     "DefinitionError",
     "Engine",
     "Event",
@@ -61,11 +71,14 @@ __all__ = [
     "FileDetail",
     "HistoryEntry",
     "HlsEvent",
+    "InvalidArgument",
     "InvalidEvent",
     "Lifecycle",
     "LifecycleDef",
+    "LifecycleError",
     "LifecycleViolation",
     "LivestreamEvent",
+    "LogPruned",
     "MergeRecordingEvent",
     "Outcome",
     "ParticipantEvent",
@@ -80,8 +93,8 @@ __all__ = [
     "StoreUnavailable",
     "TranscriptionEvent",
     "UnknownEvent",
+    "__version__",
     "compile_lifecycle",
     "dump_event",
     "parse_event",
 ]
-__version__ = "0.1.0"

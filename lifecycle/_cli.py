@@ -27,13 +27,15 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from . import __version__
+from ._version import __version__
 from ._convert import _dumps
-from ._engine import Engine, FeedResult, ResourceKey, ResourceStatus
+from ._engine import Engine
+from ._records import FeedResult, ResourceKey, ResourceStatus
 from ._json import result_json, status_json
 from ._lifecycles import LIFECYCLES, Outcome
 from ._simulate import stream
-from ._store import StoreUnavailable, sqlite_path
+from .errors import LifecycleError
+from .stores.sqlite import sqlite_path
 
 __all__ = ["main"]
 
@@ -58,7 +60,8 @@ class CliError(click.ClickException):
 
 
 class _Group(click.Group):
-    """Commands that end with the one-line error when the database fails.
+    """Commands that end with the one-line error for any :class:`LifecycleError` (a
+    database that fails, an argument or setting that cannot work).
 
     They stop quietly (status 141) when the reader of their output goes away.
     """
@@ -66,7 +69,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except StoreUnavailable as e:
+        except LifecycleError as e:
             raise CliError(str(e)) from e
         except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -228,10 +231,7 @@ def _open_engine(db: str, must_exist: bool = False) -> closing[Engine]:
     path = sqlite_path(db)
     if must_exist and path and not Path(path).exists():
         raise CliError(f"no database at {db} (give --db, or fill it with lifecycle replay)")
-    try:
-        return closing(Engine.open(db))
-    except ValueError as e:  # a URL Engine.open does not know
-        raise CliError(str(e)) from e
+    return closing(Engine.open(db))
 
 
 # -- replay ------------------------------------------------------------------------------
@@ -412,10 +412,7 @@ def status(resource: tuple[str, ...], db: str, lifecycle_name: str | None,
 
 def _show_resource(db: str, name: str, key: tuple[str, ...], fmt: str) -> None:
     with _open_engine(db, must_exist=True) as engine:
-        try:
-            found = engine.status(name, *key)
-        except (TypeError, ValueError) as e:  # the wrong number of key values, or lifecycle
-            raise CliError(str(e)) from e
+        found = engine.status(name, *key)
     if found is None:
         raise CliError(f"no {name} with key {'/'.join(key)}")
     if fmt == "json":
@@ -530,10 +527,7 @@ def serve_command(db: str, host: str, port: int, public_key: str | None,
                else os.environ.get("LIFECYCLE_PUBLIC_KEY", "").encode() or None)
     except OSError as e:
         raise CliError(f"cannot read {public_key}: {e.strerror}") from e
-    try:
-        serve(ServerConfig(db=db, host=host, port=port, public_key=pem,
-                           insecure_no_signature=insecure_no_signature, token=token,
-                           public_read=public_read, max_body=max_body,
-                           redelivery_window=redelivery_window, log_level=log_level))
-    except ValueError as e:  # ConfigError, or a database URL Engine.open does not know
-        raise CliError(str(e)) from e
+    serve(ServerConfig(db=db, host=host, port=port, public_key=pem,
+                       insecure_no_signature=insecure_no_signature, token=token,
+                       public_read=public_read, max_body=max_body,
+                       redelivery_window=redelivery_window, log_level=log_level))

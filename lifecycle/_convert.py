@@ -22,6 +22,7 @@ from cattrs.strategies import configure_tagged_union
 
 from . import _events as ev
 from ._lifecycles import WEBHOOK_TYPES
+from .errors import DefinitionError, InvalidEvent
 
 __all__ = [
     "AnyEvent", "converter", "decode", "dump_event", "encode_payload", "inspect_data",
@@ -79,9 +80,10 @@ def _check_files(v: object) -> str | None:
 
 
 _CHECKS: dict[object, Callable[[object], str | None]] = {
-    str: _check_string, ev.Timestamp: _check_time,
+    str: _check_string, str | None: _check_string, ev.Timestamp: _check_time,
     tuple[ev.FileDetail, ...] | None: _check_files,
 }
+"""How a ``data`` field of each type the event classes use is checked."""
 
 
 @attrs.frozen
@@ -102,8 +104,11 @@ def _spec(cls: type[ev.Event], key: tuple[str, ...]) -> _Spec:
     for a in attrs.fields(cls):
         if a.name in _BASE:
             continue
-        kind = a.type if a.type in _CHECKS else str  # str | None is checked as str
-        checks[camel(a.name)] = _CHECKS[kind]
+        check = _CHECKS.get(a.type)
+        if check is None:
+            raise DefinitionError(f"{cls.__name__}.{a.name}: no check for fields of type "
+                                  f"{a.type!r}; add one to _CHECKS")
+        checks[camel(a.name)] = check
     for k in key:
         checks.pop(k)
     return _Spec(cls.webhook_type, key, checks, frozenset(checks) | set(key), itemgetter(*key),
@@ -124,7 +129,7 @@ def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str],
     if type(data) is not dict:
         if not isinstance(data, Mapping):
             what = "is missing" if data is None else f"must be an object, got {_type_name(data)}"
-            raise ev.InvalidEvent(f"{spec.webhook_type}: data {what}")
+            raise InvalidEvent(f"{spec.webhook_type}: data {what}")
         data = dict(data)
     try:
         key = spec.getter(data)
@@ -161,7 +166,7 @@ def _check_key(spec: _Spec, data: Mapping[str, Any]) -> None:
             why = ("is missing" if v is None else "is empty" if v == "" else
                    f"must be a string, got {_type_name(v)}" if not isinstance(v, str) else
                    "contains a NUL character")
-            raise ev.InvalidEvent(f"{spec.webhook_type}: data.{f} {why}")
+            raise InvalidEvent(f"{spec.webhook_type}: data.{f} {why}")
 
 
 def decode(payload: Payload) -> tuple[Mapping[str, Any], str, str]:
@@ -174,23 +179,23 @@ def decode(payload: Payload) -> tuple[Mapping[str, Any], str, str]:
         try:
             env: object = orjson.loads(payload)  # type: ignore[arg-type]
         except orjson.JSONDecodeError as e:
-            raise ev.InvalidEvent(f"not JSON: {e}") from None
+            raise InvalidEvent(f"not JSON: {e}") from None
     elif isinstance(payload, Mapping):
         env = payload
     else:
-        raise ev.InvalidEvent(f"payload must be a mapping, str or bytes, got {kind.__name__}")
+        raise InvalidEvent(f"payload must be a mapping, str or bytes, got {kind.__name__}")
     if type(env) is not dict and not isinstance(env, Mapping):
-        raise ev.InvalidEvent(f"not a JSON object, got {_type_name(env)}")
+        raise InvalidEvent(f"not a JSON object, got {_type_name(env)}")
     tag = env.get(TAG)
     key = TAG
     if tag is None:
         key = ALIAS
         tag = env.get(ALIAS)
         if tag is None:
-            raise ev.InvalidEvent(
+            raise InvalidEvent(
                 "no webhookType: the payload has neither 'webhookType' nor 'type'")
     if type(tag) is not str and not isinstance(tag, str):
-        raise ev.InvalidEvent(f"{key} must be a string, got {_type_name(tag)}")
+        raise InvalidEvent(f"{key} must be a string, got {_type_name(tag)}")
     return env, key, tag
 
 
@@ -278,10 +283,10 @@ def parse_event(payload: Payload) -> ev.Event | ev.UnknownEvent:
         env = {**{k: v for k, v in env.items() if k not in (TAG, ALIAS)}, TAG: tag}
     try:
         event: ev.Event = converter().structure(env, AnyEvent)
-    except ev.InvalidEvent:
+    except InvalidEvent:
         raise
     except Exception as e:  # a converter error the checks did not foresee
-        raise ev.InvalidEvent(f"{tag}: {e}") from e
+        raise InvalidEvent(f"{tag}: {e}") from e
     if key == ALIAS:  # a "webhookType": null beside the alias stays in the envelope
         kept = {TAG: original[TAG]} if TAG in original else {}
         event = attrs.evolve(event, tag_key=ALIAS, envelope={**event.envelope, **kept})

@@ -13,12 +13,13 @@ from typing import Any, ClassVar
 
 from attrs import field, frozen
 
+from .errors import InvalidEvent
+
 __all__ = [
     "AiDeploymentSessionEvent",
     "Event",
     "FileDetail",
     "HlsEvent",
-    "InvalidEvent",
     "LivestreamEvent",
     "MergeRecordingEvent",
     "ParticipantEvent",
@@ -33,13 +34,6 @@ __all__ = [
 
 Timestamp = datetime | str | None
 """A valid time becomes an aware ``datetime``; an invalid one keeps its raw text."""
-
-
-class InvalidEvent(ValueError):  # noqa: N818 - the name the API promises
-    """A payload that is not a valid webhook; the message names the problem.
-
-    .. versionadded:: 0.1
-    """
 
 
 @frozen(kw_only=True)

@@ -38,11 +38,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._convert import _dumps
-from ._engine import Engine, FeedResult
+from ._engine import Engine
+from ._records import FeedResult
 from ._json import result_json, status_json
 from ._lifecycles import LIFECYCLES, WEBHOOK_TYPES, Outcome
 from ._openapi import openapi
-from ._store import StoreUnavailable, _redact, sqlite_path
+from .errors import ConfigError, StoreUnavailable
+from .stores._sql import redact as _redact
+from .stores.sqlite import sqlite_path
 
 __all__ = ["ConfigError", "ServerConfig", "create_app", "serve"]
 
@@ -53,10 +56,6 @@ MAX_PAGE = 1000
 _MAX_INT = 2**63 - 1  # what a database integer holds
 _OUTCOMES = frozenset(o.value for o in Outcome)
 _T = TypeVar("_T")
-
-
-class ConfigError(ValueError):
-    """A server setting that cannot work; the message says which and why."""
 
 
 @attrs.frozen(kw_only=True)

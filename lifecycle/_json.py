@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._engine import FeedResult, HistoryEntry, ResourceStatus
+from ._records import FeedResult, HistoryEntry, ResourceStatus
 from ._lifecycles import LIFECYCLES
 
 __all__ = ["result_json", "status_json"]

@@ -18,11 +18,11 @@ from transitions import Machine
 from transitions.extensions.diagrams import GraphMachine
 
 from . import _events as ev
+from .errors import DefinitionError
 
 __all__ = [
     "LIFECYCLES",
     "WEBHOOK_TYPES",
-    "DefinitionError",
     "Lifecycle",
     "LifecycleDef",
     "Outcome",
@@ -46,10 +46,6 @@ class Outcome(StrEnum):
     ILLEGAL = "illegal"
     UNKNOWN_TYPE = "unknown_type"
     MALFORMED = "malformed"
-
-
-class DefinitionError(ValueError):
-    """A lifecycle definition that breaks a structural rule."""
 
 
 @frozen

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from ._lifecycles import LIFECYCLES, Outcome
 
 __all__ = ["openapi"]

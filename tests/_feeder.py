@@ -79,7 +79,7 @@ def feed(url: str, events_file: str, *, resume: bool, part: str | None, seconds:
          gate: str | None) -> None:
     """Feed the events (or this process's part of them) in the units of :func:`plan`."""
     from lifecycle import Engine
-    from lifecycle._store import StoredEngine
+    from lifecycle import Engine as StoredEngine
 
     events = read_events(events_file)
     if part is not None:

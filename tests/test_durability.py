@@ -30,7 +30,7 @@ import pytest
 
 from lifecycle import Engine, FeedResult, ResourceStatus, StoreUnavailable
 from lifecycle._simulate import stream
-from lifecycle._store import StoredEngine
+from lifecycle import Engine as StoredEngine
 
 from conftest import ROOT, postgres_or_skip
 

@@ -14,6 +14,7 @@ from lifecycle import (
     Engine,
     FeedResult,
     HistoryEntry,
+    InvalidArgument,
     LifecycleViolation,
     Outcome,
     RecordingEvent,
@@ -487,20 +488,20 @@ def test_status_of_an_unseen_resource_is_none() -> None:
         ((), {"meetingId": "m1", "sessionId": "s1"}),
     ],
 )
-def test_status_with_wrong_key_raises_type_error(
+def test_status_with_wrong_key_raises_invalid_argument(
     args: tuple[str, ...], kwargs: dict[str, Any]
 ) -> None:
-    """A key of the wrong size or wrong keyword names is a TypeError."""
+    """A key of the wrong size or wrong keyword names is an InvalidArgument (a ValueError)."""
     engine = Engine()
     engine.feed(rec("started"))
-    with pytest.raises(TypeError, match="keyed by"):
+    with pytest.raises(InvalidArgument, match="keyed by"):
         engine.status("recording", *args, **kwargs)
 
 
-def test_unknown_lifecycle_raises_value_error() -> None:
-    """Asking about a lifecycle that does not exist is a ValueError."""
+def test_unknown_lifecycle_raises_invalid_argument() -> None:
+    """Asking about a lifecycle that does not exist is an InvalidArgument, a ValueError."""
     engine = Engine()
-    with pytest.raises(ValueError, match="unknown lifecycle 'video'"):
+    with pytest.raises(InvalidArgument, match="unknown lifecycle 'video'"):
         engine.status("video", "m1", "s1")
     with pytest.raises(ValueError, match="unknown lifecycle"):
         engine.resources(lifecycle="video")

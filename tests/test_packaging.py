@@ -37,8 +37,10 @@ def test_wheel_ships_the_package_typed(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     assert {"lifecycle/__init__.py", "lifecycle/py.typed", "lifecycle/strategies.py"} <= names
     assert not any(n.startswith(("tests/", "bench/", "docs/")) for n in names)
-    sources = {Path(n).name for n in names if n.startswith("lifecycle/")}
-    expected = {p.name for p in (ROOT / "lifecycle").glob("*.py")} | {"py.typed"}
+    sources = {n for n in names if n.startswith("lifecycle/")}
+    package = ROOT / "lifecycle"
+    expected = {f"lifecycle/{p.relative_to(package).as_posix()}" for p in package.rglob("*")
+                if p.suffix == ".py" or p.name == "py.typed"}
     assert expected == sources
 
 

@@ -21,12 +21,13 @@ from lifecycle import (
     Engine,
     FeedResult,
     LifecycleViolation,
+    LogPruned,
     Outcome,
     StoreUnavailable,
 )
 from lifecycle import strategies as vs
 from lifecycle._convert import encode_payload
-from lifecycle._store import SQLITE, migrate
+from lifecycle.stores._sql import MIGRATIONS
 
 from conftest import STORES, load_examples, postgres_or_skip, reset_postgres
 
@@ -210,12 +211,6 @@ def test_the_log_answers_for_the_past(make: Callable[..., Engine]) -> None:
     engine = make(clock=clock)
     for step in ("starting", "started", "stopping", "stopped"):
         engine.feed({"webhookType": f"hls-{step}", "data": MEETING})
-    if type(engine) is Engine:
-        for call in (lambda: engine.rebuild(), lambda: engine.prune(before=0.0),
-                     lambda: engine.status("hls", "m1", "s1", at=1)):
-            with pytest.raises(TypeError, match="event log"):
-                call()
-        return
     at_two = engine.status("hls", "m1", "s1", at=2)
     assert at_two is not None
     assert ("started", 2) == (at_two.state, len(at_two.history))
@@ -229,7 +224,7 @@ def test_the_log_answers_for_the_past(make: Callable[..., Engine]) -> None:
     engine.feed({"webhookType": "hls-starting", "data": MEETING})  # a new cycle after pruning
     assert [] == engine.rebuild()
     assert "starting" == getattr(engine.status("hls", "m1", "s1"), "state", None)
-    with pytest.raises(ValueError, match="pruned"):
+    with pytest.raises(LogPruned, match="pruned"):
         engine.status("hls", "m1", "s1", at=2)
 
 
@@ -256,7 +251,11 @@ def test_an_older_database_is_migrated(tmp_path: Path) -> None:
     """A database of schema version 1 with data opens, migrated, its data intact."""
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, SQLITE, target=1)
+    conn.execute("CREATE TABLE lifecycle_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO lifecycle_meta VALUES ('schema_version', '1')")
+    for step in MIGRATIONS[0][1]:  # version 1 as it was released, in SQLite's words
+        if isinstance(step, str):
+            conn.execute(step.format(blob="BLOB", real="REAL", bigint="INTEGER"))
     conn.execute(
         "INSERT INTO events (seq, received_at, payload, payload_kind, outcome, lifecycle, "
         "resource_key, webhook_type, before_state, after_state, missing, warnings, reason) "

@@ -1,0 +1,296 @@
+"""The pure core: parse a payload, route it to its lifecycle, classify and apply one step.
+
+Nothing here touches a store. :func:`parse` turns a payload into a :class:`Parsed` event
+(or a :class:`Rejected` one), :func:`step` classifies it against the resource it names
+and applies it, and :class:`Replay` feeds logged results through the same two again
+(``rebuild`` and ``status(at=...)``). The hot path reads the compiled tables of
+``_lifecycles``: no graph search and no ``transitions`` machine per resource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+from orjson import JSONDecodeError
+from orjson import loads as _loads
+
+from ._convert import SPECS, TAG, Payload, _Spec, decode, encode_payload, inspect_data
+from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle, Outcome, Step
+from ._records import (
+    AFTER_SESSION_END,
+    REDELIVERY,
+    FeedResult,
+    HistoryEntry,
+    Resource,
+    ResourceKey,
+    ResourceRef,
+    ResourceStatus,
+    Snapshot,
+    utc,
+)
+from .errors import DefinitionError, InvalidEvent, LifecycleViolation
+
+__all__ = [
+    "Parsed", "Rejected", "Replay", "Route", "digest", "digest_bytes", "history_of", "pack", "parse",
+    "reject", "session_ref", "status_of", "step",
+]
+
+# -- packed history entries -------------------------------------------------------------
+# A history entry is two floats: (seq << 10 | type << 3 | outcome) and its time. A float
+# holds integers exactly below 2**53, so sequence numbers up to 2**43 fit.
+OUTCOME_BITS, TYPE_BITS = 3, 7
+OUTCOMES = tuple(Outcome)
+OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
+TYPES = tuple(WEBHOOK_TYPES)
+TYPE_CODE = {w: i for i, w in enumerate(TYPES)}
+if len(OUTCOMES) > 1 << OUTCOME_BITS or len(TYPES) > 1 << TYPE_BITS:
+    raise DefinitionError(
+        f"{len(OUTCOMES)} outcomes and {len(TYPES)} webhook types do not fit the "
+        f"{OUTCOME_BITS} and {TYPE_BITS} bits of a history entry: widen them in _core")
+_SHIFT = OUTCOME_BITS + TYPE_BITS
+
+
+def pack(seq: int, webhook_type: str, outcome: Outcome) -> int:
+    """A history entry's number: its sequence number, webhook type and outcome."""
+    return (seq << _SHIFT) | (TYPE_CODE[webhook_type] << OUTCOME_BITS) | OUTCOME_CODE[outcome]
+
+
+def history_of(res: Resource) -> tuple[HistoryEntry, ...]:
+    """The entries packed in ``res.history``, oldest first."""
+    h = res.history
+    entries = []
+    for i in range(0, len(h), 2):
+        n = int(h[i])
+        entries.append(HistoryEntry(n >> _SHIFT, TYPES[(n >> OUTCOME_BITS) & 127],
+                                    OUTCOMES[n & 7], utc(h[i + 1])))
+    return tuple(entries)
+
+
+def status_of(lifecycle: str, key: ResourceKey, res: Resource,
+              history: tuple[HistoryEntry, ...] | None = None) -> ResourceStatus:
+    """The public status of ``res``; its own packed history unless one is given."""
+    data = res.data or dict(zip(LIFECYCLES[lifecycle].definition.key_fields, key, strict=True))
+    return ResourceStatus(lifecycle, key, res.state, utc(res.entered), data,
+                          history_of(res) if history is None else history)
+
+
+# -- parsing and routing ----------------------------------------------------------------
+
+class Route(NamedTuple):
+    """All the hot path needs for one webhook type, gathered once."""
+
+    lifecycle: str
+    spec: _Spec
+    steps: Mapping[str, Step]
+    """The compiled cell of this type in each state."""
+    starts: bool
+    """It enters a session-scoped lifecycle: flagged when that session has ended."""
+    restarts: bool
+    """Its lifecycle has restart edges: cycle ids tell a late event from a new cycle."""
+
+
+def _route(lc: Lifecycle, tag: str) -> Route:
+    d = lc.definition
+    steps = {s: row[tag] for s, row in lc.table.items()}
+    starts = d.session_scoped and d.webhooks[tag] == lc.entry_state
+    return Route(d.name, SPECS[tag], steps, starts, bool(d.restart))
+
+
+ROUTES = {tag: _route(lc, tag) for tag, lc in WEBHOOK_TYPES.items()}
+
+
+class Parsed(NamedTuple):
+    """A payload that names a resource: what :func:`step` needs of it."""
+
+    route: Route
+    webhook_type: str
+    key: ResourceKey
+    data: dict[str, Any]
+    warnings: tuple[str, ...]
+    payload: Payload
+
+
+class Rejected(NamedTuple):
+    """A payload that names no resource: ``malformed`` or ``unknown_type``, and why."""
+
+    outcome: Outcome
+    reason: str
+    webhook_type: str | None
+    payload: Payload
+
+
+def parse(payload: Payload) -> Parsed | Rejected:
+    """Decode, check and route ``payload``; never raises on bad input."""
+    env: Any = None
+    if type(payload) is bytes:  # the receiver's common case, without the checks' call
+        try:
+            env = _loads(payload)
+        except JSONDecodeError:
+            env = None
+    tag = env.get(TAG) if type(env) is dict else None
+    if type(tag) is not str:
+        try:
+            env, _, tag = decode(payload)
+        except InvalidEvent as e:
+            return Rejected(Outcome.MALFORMED, str(e), None, payload)
+    route = ROUTES.get(tag)
+    if route is None:
+        if "\x00" in tag:  # no database keeps it as text
+            return Rejected(Outcome.MALFORMED, f"{TAG} {tag!r} contains a NUL character",
+                            None, payload)
+        return Rejected(Outcome.UNKNOWN_TYPE, f"unknown webhookType {tag!r}", tag, payload)
+    data: Any = env.get("data")
+    try:
+        key, warnings, _ = inspect_data(route.spec, data)
+    except InvalidEvent as e:
+        return Rejected(Outcome.MALFORMED, str(e), tag, payload)
+    if type(payload) is not bytes and type(payload) is not str:
+        data = dict(data)  # the caller's mapping may change after feed returns
+    return Parsed(route, tag, key, data, tuple(warnings), payload)
+
+
+def session_ref(p: Parsed) -> ResourceRef | None:
+    """The meeting session a start event belongs to, when its data names one."""
+    meeting, session = p.data.get("meetingId"), p.data.get("sessionId")
+    if type(meeting) is str and type(session) is str:
+        return ("session", (meeting, session))
+    return None
+
+
+def digest(payload: Payload) -> bytes:
+    """A digest of a payload's bytes as stored: what the redelivery window compares."""
+    return digest_bytes(encode_payload(payload)[0])
+
+
+def digest_bytes(blob: bytes) -> bytes:
+    """The digest of a payload stored as ``blob``."""
+    return hashlib.blake2b(blob, digest_size=16).digest()
+
+
+# -- one step ---------------------------------------------------------------------------
+
+def reject(r: Rejected, seq: int, now: float) -> FeedResult:
+    """The result of a payload that names no resource."""
+    return FeedResult(seq, r.outcome, None, None, r.webhook_type, None, None, (), (), r.reason,
+                      now, r.payload)
+
+
+def violation(result: FeedResult) -> LifecycleViolation:
+    """What a strict engine raises for ``result``."""
+    if result.lifecycle is None:  # malformed or unknown_type
+        text = f"{result.outcome.value}: {result.reason}"
+    else:
+        text = (f"{result.outcome.value} on {result.lifecycle} {'/'.join(result.key or ())}"
+                f": {result.webhook_type} in state {result.before!r}")
+    return LifecycleViolation(text, result)
+
+
+_DUPLICATE = Outcome.DUPLICATE
+_APPLIED, _GAP = Outcome.APPLIED, Outcome.GAP
+_OUT_OF_ORDER, _ILLEGAL = Outcome.OUT_OF_ORDER, Outcome.ILLEGAL
+
+
+def step(p: Parsed, res: Resource | None, session: Resource | None, seq: int, now: float,
+         redelivered: bool = False, strict: bool = False) -> tuple[FeedResult, Resource]:
+    """Classify ``p`` against ``res`` (None: never seen), apply it, and return both.
+
+    ``session`` is the meeting session of a start event (``after_session_end``). A
+    ``redelivered`` event is a duplicate with the ``redelivery`` warning that changes
+    nothing. ``strict`` raises :class:`LifecycleViolation` before changing anything. A
+    resource seen for the first time is a new :class:`Resource`; else ``res`` itself,
+    changed in place (its history is the store's to keep).
+    """
+    route = p.route
+    before = IDLE if res is None else res.state
+    cell = route.steps[before]
+    warnings = p.warnings
+    restarts = route.restarts
+    if redelivered:
+        outcome = _DUPLICATE
+        warnings = (*warnings, REDELIVERY)
+        restarts = False
+        cell = Step(outcome, before)
+    else:
+        outcome = cell.outcome
+        if session is not None and route.starts and session.state == "ended":
+            warnings = (*warnings, AFTER_SESSION_END)
+    data = p.data
+    if restarts and res is not None and res.cycle_id is not None:
+        event_id = data.get("id")
+        if isinstance(event_id, str) and (
+            # a start repeating the finished cycle's id, or any other event of an earlier
+            # cycle: a late delivery, not a step of the current cycle
+            (event_id == res.cycle_id) if cell.restart else (event_id != res.cycle_id)
+        ):
+            outcome = _OUT_OF_ORDER
+    changed = outcome is _APPLIED or outcome is _GAP
+    result = FeedResult(
+        seq, outcome, route.lifecycle, p.key, p.webhook_type, before,
+        cell.target if changed else before, cell.missing if outcome is _GAP else (), warnings,
+        None, now, p.payload,
+    )
+    if strict and outcome is not _APPLIED and outcome is not _DUPLICATE:
+        raise violation(result)
+    if res is None:
+        res = Resource(before, now)
+    if changed:
+        res.state = cell.target
+        res.entered = now
+        # never mutate a dict that a result or the caller may still hold
+        res.data = data if cell.restart or res.data is None else {**res.data, **data}
+    if restarts and outcome is not _OUT_OF_ORDER and outcome is not _ILLEGAL:
+        cycle_id = data.get("id")
+        if isinstance(cycle_id, str):
+            res.cycle_id = cycle_id
+    return result, res
+
+
+# -- replay -----------------------------------------------------------------------------
+
+class Replay:
+    """Resources recomputed by feeding logged results through the core again.
+
+    Each result is stepped with its logged sequence number and time, and as a
+    redelivery when it was logged as one. ``whole_log`` says whether the log holds each
+    resource's first event (or a snapshot before it): when not (a bounded memory log),
+    a resource whose first kept event is not its first event is left out, as
+    ``truncated``.
+    """
+
+    def __init__(self, whole_log: bool = True) -> None:
+        self.whole_log = whole_log
+        self.tables: dict[ResourceRef, Resource] = {}
+        self.seqs: dict[ResourceRef, list[int]] = {}  # first and last seq
+        self.truncated: set[ResourceRef] = set()
+
+    def seed(self, ref: ResourceRef, base: Snapshot, first: int = 0) -> None:
+        """Start ``ref`` from a snapshot (the log before it was pruned)."""
+        self.tables[ref] = base.resource.copy()
+        self.seqs[ref] = [first or base.seq, base.seq]
+
+    def feed(self, logged: FeedResult) -> None:
+        if logged.lifecycle is None:
+            return
+        p = parse(logged.payload)
+        if type(p) is not Parsed:  # a payload the rules of this release refuse
+            return
+        ref = (p.route.lifecycle, p.key)
+        res = self.tables.get(ref)
+        if res is None and (ref in self.truncated or (not self.whole_log
+                                                      and logged.before != IDLE)):
+            self.truncated.add(ref)  # its log starts after its first event
+            return
+        sref = session_ref(p) if p.route.starts else None
+        session = self.tables.get(sref) if sref is not None else None
+        _, res = step(p, res, session, logged.seq, logged.timestamp,
+                      REDELIVERY in logged.warnings)
+        self.tables[ref] = res
+        self.seqs.setdefault(ref, [logged.seq, 0])[1] = logged.seq
+
+    def resources(self) -> Iterator[tuple[ResourceRef, Resource, int, int]]:
+        """Every recomputed resource, with its first and last sequence number."""
+        for ref, res in self.tables.items():
+            first, last = self.seqs[ref]
+            yield ref, res, first, last

@@ -1,0 +1,186 @@
+"""The records that pass between the core, the engine and the stores.
+
+Public: :class:`FeedResult` (what feeding one payload did), :class:`ResourceStatus` and
+:class:`HistoryEntry` (what a resource is, and went through). Internal: the mutable
+:class:`Resource` a store keeps, and the :class:`Snapshot` it starts a pruned log from.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import attrs
+from attrs import frozen
+
+from ._convert import Payload, decode, parse_event
+from ._events import Event, UnknownEvent
+from ._lifecycles import LIFECYCLES, Outcome
+from .errors import InvalidEvent
+
+__all__ = [
+    "AFTER_SESSION_END",
+    "REDELIVERY",
+    "FeedResult",
+    "HistoryEntry",
+    "Resource",
+    "ResourceKey",
+    "ResourceRef",
+    "ResourceStatus",
+    "Snapshot",
+]
+
+ResourceKey = tuple[str, ...]
+"""The values of a lifecycle's key fields, in the order of ``key_fields``."""
+
+ResourceRef = tuple[str, ResourceKey]
+"""A resource's lifecycle name and key: how stores address it."""
+
+AFTER_SESSION_END = "after_session_end"
+"""Warning: a start event for a meeting session whose ``session`` has ended."""
+
+REDELIVERY = "redelivery"
+"""Warning: a byte-identical payload seen again within the engine's redelivery window."""
+
+_CHANGES = (Outcome.APPLIED, Outcome.GAP)
+
+
+def utc(t: float) -> datetime:
+    """Epoch seconds as an aware UTC ``datetime``."""
+    return datetime.fromtimestamp(t, UTC)
+
+
+@attrs.define(slots=True, eq=False)
+class FeedResult:
+    """What feeding one payload did.
+
+    ``before``/``after`` are the resource's states around the event (equal when nothing
+    changed), ``missing`` the states a ``gap`` skipped, ``reason`` why a payload was
+    ``malformed`` or ``unknown_type``. ``payload`` is the payload as it was fed (or, read
+    back from a database, as it was stored).
+
+    .. versionadded:: 0.1
+    """
+
+    seq: int
+    outcome: Outcome
+    lifecycle: str | None
+    key: ResourceKey | None
+    webhook_type: str | None
+    before: str | None
+    after: str | None
+    missing: tuple[str, ...]
+    warnings: tuple[str, ...]
+    reason: str | None
+    timestamp: float
+    payload: Payload = attrs.field(repr=False)
+    # the decoded payload, filled when first asked for (a log keeps results without it)
+    _envelope: Mapping[str, Any] | None = attrs.field(default=None, init=False, repr=False)
+
+    @property
+    def received_at(self) -> datetime:
+        """When the engine received the payload (from its clock)."""
+        return utc(self.timestamp)
+
+    @property
+    def changed(self) -> bool:
+        """True when the event moved its resource to a new state."""
+        return self.outcome in _CHANGES
+
+    @property
+    def event(self) -> Event | UnknownEvent | None:
+        """The parsed event (parsed when asked for); None when malformed."""
+        if self.outcome is Outcome.MALFORMED:
+            return None
+        return parse_event(self.payload)
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The payload's ``data`` object (empty when it had none)."""
+        if self._envelope is None:
+            try:
+                self._envelope = decode(self.payload)[0]
+            except InvalidEvent:
+                self._envelope = {}
+        d = self._envelope.get("data")
+        return d if isinstance(d, Mapping) else {}
+
+
+@frozen
+class HistoryEntry:
+    """One event that touched a resource.
+
+    .. versionadded:: 0.1
+    """
+
+    seq: int
+    webhook_type: str
+    outcome: Outcome
+    received_at: datetime
+
+
+@frozen
+class ResourceStatus:
+    """The current state of one tracked resource.
+
+    ``data`` is the latest known ``data`` of its events (wire names: ``fileUrl``,
+    ``fileDetails``, ``playbackHlsUrl`` ...), merged over the current cycle.
+
+    .. versionadded:: 0.1
+    """
+
+    lifecycle: str
+    key: ResourceKey
+    state: str
+    entered_at: datetime
+    data: Mapping[str, Any]
+    history: tuple[HistoryEntry, ...]
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        """The key as keyword arguments of :meth:`Engine.status` (``**status.ids``)."""
+        fields = LIFECYCLES[self.lifecycle].definition.key_fields
+        return {snake(f): v for f, v in zip(fields, self.key, strict=True)}
+
+
+def snake(wire: str) -> str:
+    """``meetingId`` -> ``meeting_id``."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in wire)
+
+
+class Resource:
+    """One tracked resource, as a store keeps it and the core steps it.
+
+    ``history`` packs each event as two floats, ``(seq << 10) | type << 3 | outcome`` and
+    its time (see ``_core.pack``); stores that answer history from their log keep it
+    empty.
+    """
+
+    __slots__ = ("cycle_id", "data", "entered", "history", "state")
+
+    def __init__(self, state: str, entered: float, data: Mapping[str, Any] | None = None,
+                 cycle_id: str | None = None) -> None:
+        self.state = state
+        self.entered = entered
+        self.data = data
+        self.cycle_id = cycle_id
+        self.history = array("d")
+
+    def copy(self) -> Resource:
+        """A copy whose later changes do not touch this one (data is never mutated)."""
+        twin = Resource(self.state, self.entered, self.data, self.cycle_id)
+        twin.history = array("d", self.history)
+        return twin
+
+    def fields(self) -> tuple[Any, ...]:
+        """What ``rebuild`` compares: state, entry time (to the microsecond), data, cycle."""
+        return (self.state, round(self.entered, 6), self.data, self.cycle_id)
+
+
+class Snapshot(NamedTuple):
+    """A resource as it was after event ``seq``, the start of its log once pruned."""
+
+    resource: Resource
+    seq: int

@@ -1,0 +1,78 @@
+"""Every public exception of lifecycle, under one root.
+
+Each also derives from the builtin it resembles, so that callers may catch
+:class:`LifecycleError` (anything this library raised on purpose) or the builtin alike.
+This module imports nothing of the package: every other module may raise from it.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "DefinitionError",
+    "InvalidArgument",
+    "InvalidEvent",
+    "LifecycleError",
+    "LifecycleViolation",
+    "LogPruned",
+    "StoreUnavailable",
+]
+
+
+class LifecycleError(Exception):
+    """The root of every exception lifecycle raises on purpose."""
+
+
+class InvalidEvent(LifecycleError, ValueError):  # noqa: N818 - the name the API promises
+    """A payload that is not a valid webhook; the message names the problem.
+
+    Raised by :func:`~lifecycle.parse_event`; :meth:`Engine.feed` never raises it but
+    records the payload as ``malformed`` with the same message as its reason.
+    """
+
+
+class DefinitionError(LifecycleError, ValueError):
+    """A lifecycle definition, or an event class, that breaks a structural rule.
+
+    Raised when the definition is compiled (at import for the shipped ones).
+    """
+
+
+class InvalidArgument(LifecycleError, ValueError):  # noqa: N818 - as Hypothesis names it
+    """An argument that makes no sense: an unknown lifecycle, a key of the wrong shape, a
+    negative page size, a database URL of no known kind."""
+
+
+class LifecycleViolation(LifecycleError, ValueError):  # noqa: N818 - the domain's word
+    """Raised by a strict engine for an event it would not simply apply.
+
+    ``result`` is the :class:`~lifecycle.FeedResult` the event would have had; nothing
+    of it was recorded.
+    """
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class StoreUnavailable(LifecycleError, OSError):  # noqa: N818 - the condition users meet
+    """The database cannot be reached or failed during the call.
+
+    Its transaction was rolled back, so feeding the same payload again once the database
+    is back is safe (only a connection lost during the commit itself leaves it unknown
+    whether the event was logged: then it may be logged twice, the second time as a
+    duplicate).
+    """
+
+
+class LogPruned(LifecycleError, LookupError):  # noqa: N818 - the condition users meet
+    """The part of the event log a question needs is no longer kept: it was pruned, or it
+    left the memory store's bounded log."""
+
+
+class ConfigError(LifecycleError, ValueError):
+    """A server setting that cannot work; the message says which and why."""

@@ -1,0 +1,623 @@
+"""What the SQL stores share: the schema and its migrations, the statements, the rows.
+
+An event log (``events``) and a current-state table (``resources``). A batch runs in
+one transaction: lock (where several writers share the database) and load the resources
+it touches, let the engine step them, append the log rows and upsert the resources,
+commit; the log row and the state change therefore commit together. The few places
+where SQLite and PostgreSQL differ are the hooks a backend overrides (``sqlite.py``,
+``postgres.py``); nothing here asks which database it talks to.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import orjson
+
+from .._convert import Payload, _dumps, decode, encode_payload
+from .._core import digest_bytes, status_of
+from .._lifecycles import LIFECYCLES, Outcome
+from .._records import (
+    FeedResult,
+    HistoryEntry,
+    Resource,
+    ResourceKey,
+    ResourceRef,
+    ResourceStatus,
+    Snapshot,
+    utc,
+)
+from ..errors import InvalidEvent, LogPruned, StoreUnavailable
+from ._base import AnomalyQuery, ResourceQuery, Stored
+
+__all__ = ["SCHEMA_VERSION", "SqlStore", "redact"]
+
+Migration = str | Callable[["SqlStore", Any], None]
+
+
+def _backfill_filters(store: SqlStore, conn: Any) -> None:
+    """Version 2: fill the new meeting/session/anomaly columns from the stored rows."""
+    rows = conn.execute("SELECT seq, payload, payload_kind, outcome, warnings FROM events")
+    updates = []
+    for seq, blob, kind, outcome, warnings in rows.fetchall():
+        meeting, session = _ids(_data_of(decode_payload(bytes(blob), kind)))
+        anomaly = int(outcome != "applied" or warnings != "[]")
+        updates.append((meeting, session, anomaly, seq))
+    store._many(conn, "UPDATE events SET meeting_id = ?, session_id = ?, anomaly = ? "
+                "WHERE seq = ?", updates)
+    rows = conn.execute("SELECT lifecycle, resource_key, data FROM resources")
+    store._many(conn, "UPDATE resources SET meeting_id = ?, session_id = ? "
+                "WHERE lifecycle = ? AND resource_key = ?",
+                [(*_ids(orjson.loads(data) if data else {}), lc, key)
+                 for lc, key, data in rows.fetchall()])
+
+
+MIGRATIONS: Sequence[tuple[int, Sequence[Migration]]] = (
+    (1, (
+        """CREATE TABLE events (
+            seq {bigint} PRIMARY KEY,
+            received_at {real} NOT NULL,
+            payload {blob} NOT NULL,
+            payload_kind TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            lifecycle TEXT,
+            resource_key TEXT,
+            webhook_type TEXT,
+            before_state TEXT,
+            after_state TEXT,
+            missing TEXT NOT NULL,
+            warnings TEXT NOT NULL,
+            reason TEXT)""",
+        "CREATE INDEX events_by_resource ON events (lifecycle, resource_key, seq)",
+        """CREATE TABLE resources (
+            lifecycle TEXT NOT NULL,
+            resource_key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            entered_at {real} NOT NULL,
+            data TEXT,
+            cycle_id TEXT,
+            first_seq {bigint} NOT NULL,
+            last_seq {bigint} NOT NULL,
+            PRIMARY KEY (lifecycle, resource_key))""",
+        lambda store, conn: store._create_sequence(conn),
+    )),
+    (2, (  # filters and anomalies by index; prune snapshots
+        "ALTER TABLE events ADD COLUMN meeting_id TEXT",
+        "ALTER TABLE events ADD COLUMN session_id TEXT",
+        "ALTER TABLE events ADD COLUMN anomaly INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE resources ADD COLUMN meeting_id TEXT",
+        "ALTER TABLE resources ADD COLUMN session_id TEXT",
+        "ALTER TABLE resources ADD COLUMN base TEXT",
+        _backfill_filters,
+        "CREATE INDEX events_anomalies ON events (anomaly, seq)",
+        "CREATE INDEX resources_by_session ON resources (session_id, meeting_id)",
+    )),
+    (3, (  # index only the anomalies, not every event
+        "DROP INDEX events_anomalies",
+        "CREATE INDEX events_anomalies_only ON events (seq) WHERE anomaly = 1",
+    )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+"""The schema version this release writes; older databases are migrated on open."""
+
+
+# -- payloads and rows ----------------------------------------------------------------
+
+def decode_payload(blob: bytes, kind: str) -> Payload:
+    """The payload as it was fed (a mapping for ``json``, the text of a ``repr``)."""
+    if kind == "bytes":
+        return blob
+    if kind == "json":
+        loaded: dict[str, Any] = orjson.loads(blob)
+        return loaded
+    return blob.decode("utf-8", "surrogatepass")
+
+
+def _data_of(payload: Payload) -> Mapping[str, Any]:
+    try:
+        data = decode(payload)[0].get("data")
+    except InvalidEvent:
+        return {}
+    return data if isinstance(data, Mapping) else {}
+
+
+def _ids(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    meeting, session = data.get("meetingId"), data.get("sessionId")
+    return (meeting if isinstance(meeting, str) and "\x00" not in meeting else None,
+            session if isinstance(session, str) and "\x00" not in session else None)
+
+
+def key_text(key: ResourceKey) -> str:
+    """A key as stored: its values as a JSON array."""
+    return orjson.dumps(key).decode()
+
+
+EVENT_COLUMNS = ("seq, received_at, payload, payload_kind, outcome, lifecycle, resource_key, "
+                 "webhook_type, before_state, after_state, missing, warnings, reason, "
+                 "meeting_id, session_id, anomaly")
+_REGISTRY_ORDER = "CASE r.lifecycle {} END".format(  # lifecycle names are identifiers
+    " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(LIFECYCLES)))
+_RESOURCE_COLUMNS = ("lifecycle, resource_key, state, entered_at, data, cycle_id, first_seq, "
+                     "last_seq, meeting_id, session_id")
+
+
+def _json_list(items: tuple[str, ...]) -> str:
+    return orjson.dumps(items).decode() if items else "[]"
+
+
+def event_row(r: FeedResult, data: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """The ``events`` row of a result; ``data`` is its payload's (decoded when None)."""
+    blob, kind = encode_payload(r.payload)
+    meeting, session = _ids(r.data if data is None else data)
+    return (r.seq, r.timestamp, blob, kind, r.outcome.value, r.lifecycle,
+            key_text(r.key) if r.key is not None else None, r.webhook_type, r.before, r.after,
+            _json_list(r.missing), _json_list(r.warnings), r.reason,
+            meeting, session, int(bool(r.warnings) or r.outcome is not Outcome.APPLIED))
+
+
+def result_of(row: Sequence[Any]) -> FeedResult:
+    """The result an ``events`` row holds."""
+    (seq, received, blob, kind, outcome, lifecycle, key, webhook_type, before, after, missing,
+     warnings, reason) = row[:13]
+    return FeedResult(
+        int(seq), Outcome(outcome), lifecycle, tuple(orjson.loads(key)) if key else None,
+        webhook_type, before, after, tuple(orjson.loads(missing)), tuple(orjson.loads(warnings)),
+        reason, float(received), decode_payload(bytes(blob), kind),
+    )
+
+
+def _resource_of(state: str, entered: float, data: str | None,
+                 cycle_id: str | None) -> Resource:
+    return Resource(state, float(entered), orjson.loads(data) if data else None, cycle_id)
+
+
+def _resource_row(ref: ResourceRef, res: Resource, first: int, last: int) -> tuple[Any, ...]:
+    return (ref[0], key_text(ref[1]), res.state, res.entered,
+            _dumps(res.data).decode() if res.data is not None else None,
+            res.cycle_id, first, last, *_ids(res.data or {}))
+
+
+def _snapshot_text(base: Snapshot) -> str:
+    res = base.resource
+    return _dumps({"state": res.state, "entered": res.entered, "data": res.data,
+                   "cycle_id": res.cycle_id, "seq": base.seq}).decode()
+
+
+def _snapshot_of(text: str) -> Snapshot:
+    snap = orjson.loads(text)
+    return Snapshot(Resource(snap["state"], snap["entered"], snap["data"], snap["cycle_id"]),
+                    int(snap["seq"]))
+
+
+def redact(url: str) -> str:
+    """``url`` with its password, if any, hidden."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+# -- the store ------------------------------------------------------------------------
+
+class SqlStore(abc.ABC):
+    """A store in a SQL database; a backend fills in its connection and dialect hooks.
+
+    Not thread-safe: one per thread or process.
+    """
+
+    whole_log = True
+    blob: ClassVar[str] = "BLOB"
+    real: ClassVar[str] = "REAL"
+    bigint: ClassVar[str] = "INTEGER"
+    no_limit: ClassVar[object] = None
+    """What ``LIMIT ?`` reads as no limit."""
+    errors: tuple[type[Exception], ...] = ()
+    """The driver's errors: they become :class:`StoreUnavailable`."""
+
+    def __init__(self, url: str, *, history_limit: int = 100) -> None:
+        self.url = url
+        self.history_limit = history_limit
+        self._conn: Any = None
+        with self._transaction(exclusive=True) as conn:
+            self._lock_schema(conn)
+            self._migrate(conn)
+
+    # -- the hooks of a backend ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def _connect(self) -> Any:
+        """A new connection (autocommit: transactions are begun explicitly)."""
+
+    @abc.abstractmethod
+    @contextmanager
+    def _begin(self, conn: Any, exclusive: bool, pipeline: bool) -> Iterator[None]:
+        """One transaction on ``conn``; ``exclusive`` when it will write, ``pipeline``
+        when its statements may be sent before the answers of earlier ones are read."""
+
+    def sql(self, text: str) -> str:
+        """A statement written with ``?`` parameters, in the driver's own style."""
+        return text
+
+    def _many(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` once per row."""
+        if rows:
+            conn.executemany(self.sql(sql), rows)
+
+    def _lock_schema(self, conn: Any) -> None:
+        """Keep other connections out while the schema is checked and migrated."""
+
+    def _create_sequence(self, conn: Any) -> None:
+        """Create what hands out sequence numbers, when the database needs one."""
+
+    def _lock_all(self, conn: Any) -> None:
+        """Keep other writers off every table until the transaction ends (rebuild)."""
+
+    @abc.abstractmethod
+    def _next_seqs(self, conn: Any, n: int) -> list[int]:
+        """``n`` new sequence numbers, increasing."""
+
+    @abc.abstractmethod
+    def _high_water(self, conn: Any) -> int:
+        """The highest sequence number ever logged, counting the pruned ones."""
+
+    def _forget(self) -> None:
+        """Drop whatever the backend keeps of the database between transactions."""
+
+    # -- connection and transactions -------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database connection (reopened by the next call)."""
+        self._forget()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            try:
+                self._conn = self._connect()
+            except Exception as e:
+                raise StoreUnavailable(f"cannot open {redact(self.url)}: {e}") from e
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, exclusive: bool = False, pipeline: bool = False) -> Iterator[Any]:
+        """One transaction; a lost or failing database becomes :class:`StoreUnavailable`."""
+        conn = self._connection()
+        try:
+            with self._begin(conn, exclusive, pipeline):
+                yield conn
+        except self.errors as e:
+            self.close()
+            raise StoreUnavailable(f"{redact(self.url)}: {type(e).__name__}: {e}".strip()) from e
+        except BaseException:
+            self._forget()
+            raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._transaction() as conn:
+            rows: list[tuple[Any, ...]] = conn.execute(self.sql(sql), params).fetchall()
+            return rows
+
+    def _migrate(self, conn: Any) -> int:
+        """Bring the schema to this release's version; the version found."""
+        conn.execute("CREATE TABLE IF NOT EXISTS lifecycle_meta "
+                     "(name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        found = conn.execute(
+            "SELECT value FROM lifecycle_meta WHERE name = 'schema_version'").fetchone()
+        version = int(found[0]) if found else 0
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"the database has schema version {version}, newer than this release's "
+                f"{SCHEMA_VERSION}: upgrade videosdk-lifecycle")
+        for number, steps in MIGRATIONS:
+            if version < number:
+                for step in steps:
+                    if callable(step):
+                        step(self, conn)
+                    else:
+                        conn.execute(step.format(blob=self.blob, real=self.real,
+                                                 bigint=self.bigint))
+        if version < SCHEMA_VERSION:
+            conn.execute(self.sql(
+                "INSERT INTO lifecycle_meta (name, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
+                (str(SCHEMA_VERSION),))
+        return version
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self, wanted: Collection[ResourceRef], size: int,
+              since: float | None) -> Iterator[_SqlBatch]:
+        with self._transaction(exclusive=True, pipeline=True) as conn:
+            batch = self._load(conn, wanted, size, since)
+            yield batch
+            self._write(conn, batch)
+
+    def _load(self, conn: Any, wanted: Collection[ResourceRef], size: int,
+              since: float | None) -> _SqlBatch:
+        """Load what a batch needs: its resources, seqs and recent digests (a backend
+        with several writers locks the resources first)."""
+        loaded = self._load_resources(conn, wanted)
+        seqs = self._next_seqs(conn, size)
+        recent = self._recent(conn, wanted, since) if since is not None else {}
+        return _SqlBatch(loaded, seqs, recent)
+
+    def _load_resources(self, conn: Any,
+                        wanted: Collection[ResourceRef]) -> dict[ResourceRef, Resource]:
+        return _loaded(self._rows_of(conn, LOAD, wanted))
+
+    def _rows_of(self, conn: Any, select: str, wanted: Iterable[ResourceRef],
+                 where: str = "", params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``select`` for these resources, by the index.
+
+        ``where`` adds a condition (with its ``params``); resources go 400 to a query.
+        Every query is sent before the first answer is read (one round trip where the
+        driver pipelines them).
+        """
+        for cur in self._send(conn, select, wanted, where, params):
+            yield from cur.fetchall()
+
+    def _send(self, conn: Any, select: str, wanted: Iterable[ResourceRef], where: str = "",
+              params: Sequence[Any] = ()) -> list[Any]:
+        """The cursors of :meth:`_rows_of`'s queries, sent but not read."""
+        pairs = sorted((lc, key_text(key)) for lc, key in wanted)
+        cursors = []
+        for i in range(0, len(pairs), 400):
+            chunk = pairs[i: i + 400]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            cursors.append(conn.execute(self.sql(
+                f"{select} WHERE (lifecycle, resource_key) IN "  # not (a, b) IN (VALUES ...):
+                f"(SELECT column1, column2 FROM (VALUES {values}) AS wanted)"  # SQLite scans
+                f"{where}"), [*(v for pair in chunk for v in pair), *params]))
+        return cursors
+
+    def _recent(self, conn: Any, wanted: Collection[ResourceRef],
+                since: float) -> dict[ResourceRef, list[tuple[bytes, float]]]:
+        """The digests of the payloads logged for these resources since ``since``."""
+        return _recent(self._rows_of(conn, RECENT, wanted, RECENT_SINCE, [since]))
+
+    def _write(self, conn: Any, batch: _SqlBatch) -> None:
+        self._many(conn, f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
+                   f"({', '.join(['?'] * 16)})", batch.rows)
+        self._upsert(conn, [_resource_row(ref, res, *batch.seqs_of[ref])
+                            for ref, res in batch.touched.items()])
+
+    def _upsert(self, conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert or update resource rows (``first_seq`` stays what it was)."""
+        self._many(conn, f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES "
+                   f"({', '.join(['?'] * 10)}) ON CONFLICT (lifecycle, resource_key) DO UPDATE "
+                   "SET state = excluded.state, entered_at = excluded.entered_at, "
+                   "data = excluded.data, cycle_id = excluded.cycle_id, "
+                   "last_seq = excluded.last_seq, meeting_id = excluded.meeting_id, "
+                   "session_id = excluded.session_id", rows)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def last_seq(self) -> int:
+        with self._transaction() as conn:
+            return self._high_water(conn)
+
+    def count(self) -> int:
+        return int(self._query("SELECT count(*) FROM resources")[0][0])
+
+    def status(self, lifecycle: str, key: ResourceKey) -> ResourceStatus | None:
+        found = self._select(ResourceQuery(lifecycle), key)
+        return found[0] if found else None
+
+    def resources(self, query: ResourceQuery) -> list[ResourceStatus]:
+        return self._select(query)
+
+    def _select(self, q: ResourceQuery, key: ResourceKey | None = None) -> list[ResourceStatus]:
+        """The resources matching ``q`` (and ``key``), each with its recent history."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("lifecycle", q.lifecycle), ("meeting_id", q.meeting_id),
+                              ("session_id", q.session_id), ("state", q.state)):
+            if value is not None:
+                where.append(f"r.{column} = ?")
+                params.append(value)
+        if key is not None:
+            where.append("r.resource_key = ?")
+            params.append(key_text(key))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        page = ""
+        if q.limit is not None or q.offset:
+            page = " LIMIT ? OFFSET ?"
+            params += [self.no_limit if q.limit is None else q.limit, q.offset]
+        chosen = (f"SELECT r.lifecycle, r.resource_key FROM resources r {clause} "
+                  f"ORDER BY {_REGISTRY_ORDER}, r.first_seq{page}")
+        with self._transaction() as conn:
+            rows = conn.execute(self.sql(
+                "SELECT r.lifecycle, r.resource_key, r.state, r.entered_at, r.data, r.cycle_id "
+                f"FROM resources r JOIN ({chosen}) AS p ON p.lifecycle = r.lifecycle AND "
+                f"p.resource_key = r.resource_key ORDER BY {_REGISTRY_ORDER}, r.first_seq"),
+                params).fetchall()
+            history = conn.execute(self.sql(  # the last history_limit of each
+                "SELECT lifecycle, resource_key, seq, webhook_type, outcome, received_at FROM "
+                "(SELECT e.lifecycle, e.resource_key, e.seq, e.webhook_type, e.outcome, "
+                "e.received_at, row_number() OVER (PARTITION BY e.lifecycle, e.resource_key "
+                f"ORDER BY e.seq DESC) AS age FROM events e JOIN ({chosen}) AS p ON "
+                "p.lifecycle = e.lifecycle AND p.resource_key = e.resource_key) AS h "
+                "WHERE age <= ? ORDER BY seq"), [*params, self.history_limit]).fetchall()
+        entries: dict[tuple[str, str], list[HistoryEntry]] = {}
+        for lc, k, seq, w, outcome, t in history:
+            entries.setdefault((lc, k), []).append(
+                HistoryEntry(int(seq), w, Outcome(outcome), utc(float(t))))
+        return [status_of(lc, tuple(orjson.loads(k)), _resource_of(*rest),
+                          tuple(entries.get((lc, k), ()))) for lc, k, *rest in rows]
+
+    def state_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for lc, state, n in self._query(
+                "SELECT lifecycle, state, count(*) FROM resources GROUP BY lifecycle, state"):
+            counts.setdefault(lc, {})[state] = int(n)
+        return counts
+
+    def anomalies(self, query: AnomalyQuery) -> list[FeedResult]:
+        q = query
+        where = ["anomaly = 1", "seq > ?"]
+        params: list[Any] = [q.after]
+        for column, value in (("lifecycle", q.lifecycle),
+                              ("outcome", q.outcome.value if q.outcome is not None else None),
+                              ("meeting_id", q.meeting_id), ("session_id", q.session_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+        if q.limit is not None:
+            sql += " LIMIT ?"
+            params.append(q.limit)
+        return [result_of(r) for r in self._query(sql, params)]
+
+    def log(self, after: int, limit: int | None) -> list[FeedResult]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq"
+        params: list[Any] = [after]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [result_of(r) for r in self._query(sql, params)]
+
+    def resource_log(self, lifecycle: str, key: ResourceKey,
+                     at: int | datetime) -> tuple[Snapshot | None, list[FeedResult]]:
+        column, bound = ("seq", at) if isinstance(at, int) else ("received_at", at.timestamp())
+        with self._transaction() as conn:
+            row = conn.execute(self.sql(
+                "SELECT base FROM resources WHERE lifecycle = ? AND resource_key = ?"),
+                (lifecycle, key_text(key))).fetchone()
+            rows = conn.execute(self.sql(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE lifecycle = ? AND resource_key = ? "
+                f"AND {column} <= ? ORDER BY seq"), (lifecycle, key_text(key), bound)).fetchall()
+        base = _snapshot_of(row[0]) if row and row[0] else None
+        if base is not None and (base.seq if column == "seq" else base.resource.entered) > bound:
+            raise LogPruned(f"{lifecycle} {'/'.join(key)}: its log before {at} was pruned")
+        return base, [result_of(r) for r in rows]
+
+    # -- rebuild and retention ---------------------------------------------------------------
+
+    @contextmanager
+    def maintenance(self) -> Iterator[_SqlMaintenance]:
+        try:
+            with self._transaction(exclusive=True) as conn:
+                self._lock_all(conn)
+                yield _SqlMaintenance(self, conn)
+        finally:
+            self._forget()
+
+    def prune(self, before: float) -> int:
+        finals = [(n, s) for n, lc in LIFECYCLES.items() for s in sorted(lc.final_states)]
+        values = ", ".join(["(?, ?)"] * len(finals))
+        dropped = 0
+        try:
+            with self._transaction(exclusive=True) as conn:
+                rows = conn.execute(self.sql(
+                    "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, last_seq "
+                    "FROM resources r WHERE entered_at < ? AND (lifecycle, state) IN "
+                    f"(SELECT column1, column2 FROM (VALUES {values}) AS final) AND EXISTS "
+                    "(SELECT 1 FROM events e WHERE e.lifecycle = r.lifecycle AND "
+                    "e.resource_key = r.resource_key)"
+                ), [before, *[v for pair in finals for v in pair]]).fetchall()
+                if rows:  # sequence numbers are never handed out again, even once pruned
+                    conn.execute(self.sql(
+                        "INSERT INTO lifecycle_meta (name, value) VALUES ('pruned_seq', ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
+                        (str(self._high_water(conn)),))
+                for lc, key, state, entered, data, cycle_id, last_seq in rows:
+                    base = Snapshot(_resource_of(state, entered, data, cycle_id), int(last_seq))
+                    cur = conn.execute(self.sql(
+                        "DELETE FROM events WHERE lifecycle = ? AND resource_key = ? "
+                        "AND seq <= ?"), (lc, key, last_seq))
+                    dropped += max(cur.rowcount, 0)
+                    conn.execute(self.sql(
+                        "UPDATE resources SET base = ? WHERE lifecycle = ? AND resource_key = ?"),
+                        (_snapshot_text(base), lc, key))
+        finally:
+            self._forget()
+        return dropped
+
+
+LOAD = "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id FROM resources"
+RECENT = "SELECT lifecycle, resource_key, payload, received_at FROM events"
+RECENT_SINCE = " AND received_at >= ? ORDER BY seq"
+
+
+def _loaded(rows: Iterable[Sequence[Any]]) -> dict[ResourceRef, Resource]:
+    """The resources of :data:`LOAD` rows."""
+    return {(lc, tuple(orjson.loads(key))): _resource_of(*rest) for lc, key, *rest in rows}
+
+
+def _recent(rows: Iterable[Sequence[Any]]) -> dict[ResourceRef, list[tuple[bytes, float]]]:
+    """The digests and times of :data:`RECENT` rows, by resource."""
+    recent: dict[ResourceRef, list[tuple[bytes, float]]] = {}
+    for lc, key, blob, t in rows:
+        recent.setdefault((lc, tuple(orjson.loads(key))), []).append(
+            (digest_bytes(bytes(blob)), float(t)))
+    return recent
+
+
+class _SqlBatch:
+    """The resources, sequence numbers and digests of one batch, and what it writes."""
+
+    def __init__(self, loaded: dict[ResourceRef, Resource], seqs: list[int],
+                 recent: dict[ResourceRef, list[tuple[bytes, float]]]) -> None:
+        self.loaded = loaded
+        self.seqs = seqs
+        self.recent = recent
+        self.rows: list[tuple[Any, ...]] = []
+        self.touched: dict[ResourceRef, Resource] = {}
+        self.seqs_of: dict[ResourceRef, list[int]] = {}  # first and last seq in this batch
+
+    def get(self, lifecycle: str, key: ResourceKey) -> Resource | None:
+        return self.loaded.get((lifecycle, key))
+
+    def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
+        return any(d == digest and t >= since for d, t in self.recent.get((lifecycle, key), ()))
+
+    def add(self, result: FeedResult, resource: Resource | None, data: Mapping[str, Any] | None,
+            digest: bytes | None) -> None:
+        self.rows.append(event_row(result, data))
+        lifecycle, key = result.lifecycle, result.key
+        if resource is None or lifecycle is None or key is None:
+            return
+        ref = (lifecycle, key)
+        self.loaded[ref] = self.touched[ref] = resource
+        self.seqs_of.setdefault(ref, [result.seq, 0])[1] = result.seq
+        if digest is not None:
+            self.recent.setdefault(ref, []).append((digest, result.timestamp))
+
+
+class _SqlMaintenance:
+    """Rebuild's view of a SQL store, inside one exclusive transaction."""
+
+    def __init__(self, store: SqlStore, conn: Any) -> None:
+        self.store = store
+        self.conn = conn
+
+    def resources(self) -> dict[ResourceRef, Stored]:
+        return {
+            (lc, tuple(orjson.loads(k))): Stored(_resource_of(state, entered, data, cycle_id),
+                                                 _snapshot_of(base) if base else None)
+            for lc, k, state, entered, data, cycle_id, base in self.conn.execute(
+                "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, base "
+                "FROM resources").fetchall()
+        }
+
+    def events(self) -> Iterator[FeedResult]:
+        cursor = self.conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
+        while batch := cursor.fetchmany(1000):
+            for row in batch:
+                yield result_of(row)
+
+    def replace(self, changed: Mapping[ResourceRef, tuple[Resource, int, int]],
+                removed: Collection[ResourceRef]) -> None:
+        store = self.store
+        store._many(self.conn, "DELETE FROM resources WHERE lifecycle = ? AND resource_key = ?",
+                    [(lc, key_text(key)) for lc, key in removed])
+        store._upsert(self.conn, [_resource_row(ref, res, first, last)
+                                  for ref, (res, first, last) in changed.items()])

@@ -1,0 +1,109 @@
+"""The PostgreSQL store: several receivers, on any hosts, sharing one state (psycopg 3).
+
+A feeding transaction takes transaction-scoped advisory locks on the resources it
+touches (and on the sessions its start events read), in one order, so that concurrent
+batches never interleave on a resource; sequence numbers come from a sequence. A batch
+runs in pipeline mode: ``BEGIN``, the locks, the sequence numbers and the loads go in
+one round trip, the log rows, the resource upserts and ``COMMIT`` in a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .._records import ResourceRef
+from ..errors import StoreUnavailable
+from ._sql import LOAD, RECENT, RECENT_SINCE, SqlStore, _loaded, _recent, _SqlBatch, key_text
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - an install without the extra
+    psycopg = None  # type: ignore[assignment]
+
+__all__ = ["PostgresStore"]
+
+_SCHEMA_LOCK = 0x6C6966656379636C  # the advisory lock id of migrations
+_LOCKS = ("SELECT count(pg_advisory_xact_lock(k)) FROM "
+          "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS locks")
+_SEQS = "SELECT nextval('lifecycle_events_seq') FROM generate_series(1, %s)"
+
+
+def _lock_id(lifecycle: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{lifecycle}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class PostgresStore(SqlStore):
+    """A store in a PostgreSQL database, ``postgresql://user:password@host:port/dbname``."""
+
+    blob = "BYTEA"
+    real = "DOUBLE PRECISION"
+    bigint = "BIGINT"
+    no_limit = None
+
+    def __init__(self, url: str, *, history_limit: int = 100) -> None:
+        if psycopg is None:  # pragma: no cover - an install without the extra
+            raise StoreUnavailable(
+                "PostgreSQL needs psycopg: pip install 'videosdk-lifecycle[postgresql]'")
+        self.errors = (psycopg.Error,)
+        super().__init__(url, history_limit=history_limit)
+
+    @classmethod
+    def from_url(cls, url: str, *, history_limit: int = 100) -> PostgresStore:
+        """``postgresql://...`` or ``postgres://...``."""
+        return cls(url, history_limit=history_limit)
+
+    def _connect(self) -> Any:
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    @contextmanager
+    def _begin(self, conn: Any, exclusive: bool, pipeline: bool) -> Iterator[None]:
+        if pipeline:
+            with conn.pipeline(), conn.transaction():
+                yield
+        else:
+            with conn.transaction():
+                yield
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s")
+
+    def _many(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(self.sql(sql), rows)
+
+    def _lock_schema(self, conn: Any) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+
+    def _create_sequence(self, conn: Any) -> None:
+        conn.execute("CREATE SEQUENCE IF NOT EXISTS lifecycle_events_seq")
+
+    def _lock_all(self, conn: Any) -> None:
+        conn.execute("LOCK TABLE events, resources IN EXCLUSIVE MODE")
+
+    def _next_seqs(self, conn: Any, n: int) -> list[int]:
+        return [int(r[0]) for r in conn.execute(_SEQS, (n,)).fetchall()]
+
+    def _high_water(self, conn: Any) -> int:
+        (top,) = conn.execute(
+            "SELECT greatest(coalesce((SELECT max(seq) FROM events), 0), "
+            "coalesce((SELECT CAST(value AS BIGINT) FROM lifecycle_meta "
+            "WHERE name = 'pruned_seq'), 0))").fetchone()
+        return int(top)
+
+    def _load(self, conn: Any, wanted: Collection[ResourceRef], size: int,
+              since: float | None) -> _SqlBatch:
+        # every statement is sent before the first answer is read: one round trip
+        if wanted:
+            conn.execute(_LOCKS, (sorted({_lock_id(lc, key_text(k)) for lc, k in wanted}),))
+        seqs = conn.execute(_SEQS, (size,))
+        loads = self._send(conn, LOAD, wanted)
+        recents = ([] if since is None else
+                   self._send(conn, RECENT, wanted, RECENT_SINCE, [since]))
+        return _SqlBatch(_loaded(row for cur in loads for row in cur.fetchall()),
+                         [int(r[0]) for r in seqs.fetchall()],
+                         _recent(row for cur in recents for row in cur.fetchall()))

@@ -1,0 +1,138 @@
+"""The SQLite store: the embedded default of ``Engine.open``.
+
+One file in WAL mode; ``BEGIN IMMEDIATE`` makes each feeding transaction the only
+writer, so sequence numbers come from the log's own high-water mark. The writer keeps
+the resources it loaded or wrote between transactions, for as long as no other
+connection has committed to the file (``PRAGMA data_version``): a receiver that is the
+file's only writer reads each resource back from the database once.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .._records import Resource, ResourceRef
+from ..errors import InvalidArgument, StoreUnavailable
+from ._sql import SqlStore, _SqlBatch
+
+__all__ = ["SqliteStore", "sqlite_path"]
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL or path; ``""`` for an in-memory one, None if not SQLite."""
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme not in ("", "sqlite"):
+        return None
+    path = unquote(urlsplit(url).path[1:]) if scheme == "sqlite" else url
+    return "" if path == ":memory:" else path
+
+
+class SqliteStore(SqlStore):
+    """A store in one SQLite file (``path``; ``""`` for an in-memory database).
+
+    ``synchronous`` is SQLite's pragma (WAL and ``NORMAL``: a power cut may lose the
+    last commits, never corrupt the file). ``cache_size`` caps the resources the writer
+    keeps between transactions.
+    """
+
+    no_limit = -1
+    errors = (sqlite3.Error,)
+
+    def __init__(self, path: str | os.PathLike[str], *, url: str | None = None,
+                 history_limit: int = 100, synchronous: str = "NORMAL",
+                 cache_size: int = 50_000) -> None:
+        self.path = str(path)
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise InvalidArgument(f"synchronous must be {', '.join(_SYNCHRONOUS[:-1])} or "
+                                  f"{_SYNCHRONOUS[-1]}, not {synchronous!r}")
+        if self.path and not Path(self.path).parent.exists():
+            raise StoreUnavailable(f"cannot open {url or self.path}: folder "
+                                   f"{Path(self.path).parent} does not exist")
+        self.synchronous = synchronous.upper()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[ResourceRef, Resource | None] = OrderedDict()
+        self._version: int | None = None  # the data_version the cache is valid for
+        self._top: int | None = None  # the last seq, while the cache is valid
+        super().__init__(url or f"sqlite:///{self.path}", history_limit=history_limit)
+
+    @classmethod
+    def from_url(cls, url: str, *, history_limit: int = 100,
+                 synchronous: str = "NORMAL") -> SqliteStore:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://`` (in memory)
+        or a bare path."""
+        path = sqlite_path(url)
+        if path is None:
+            raise InvalidArgument(f"not a SQLite URL: {url!r}")
+        return cls(path, url=url, history_limit=history_limit, synchronous=synchronous)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path or ":memory:", isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if self.path:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        return conn
+
+    @contextmanager
+    def _begin(self, conn: Any, exclusive: bool, pipeline: bool) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _next_seqs(self, conn: Any, n: int) -> list[int]:
+        # BEGIN IMMEDIATE holds the write lock: no one else numbers events meanwhile
+        top = self._top if self._top is not None else self._high_water(conn)
+        self._top = top
+        return list(range(top + 1, top + 1 + n))
+
+    def _high_water(self, conn: Any) -> int:
+        (top,) = conn.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM events), 0), "
+            "coalesce((SELECT CAST(value AS INTEGER) FROM lifecycle_meta "
+            "WHERE name = 'pruned_seq'), 0))").fetchone()
+        return int(top)
+
+    # -- the writer's cache --------------------------------------------------------------
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._version = self._top = None
+
+    def _load_resources(self, conn: Any,
+                        wanted: Collection[ResourceRef]) -> dict[ResourceRef, Resource]:
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        if version != self._version:  # another connection wrote: what we kept may be stale
+            self._forget()
+            self._version = version
+        cache = self._cache
+        missing = [ref for ref in wanted if ref not in cache]
+        if missing:
+            found = super()._load_resources(conn, missing)
+            for ref in missing:
+                cache[ref] = found.get(ref)
+        return {ref: res for ref in wanted if (res := cache[ref]) is not None}
+
+    def _write(self, conn: Any, batch: _SqlBatch) -> None:
+        super()._write(conn, batch)
+        if batch.rows:  # the last number used (a strict batch may stop early)
+            self._top = batch.rows[-1][0]
+        cache = self._cache
+        for ref, res in batch.touched.items():
+            cache[ref] = res
+            cache.move_to_end(ref)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
