@@ -27,13 +27,13 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from ._version import __version__
 from ._convert import _dumps
 from ._engine import Engine
-from ._records import FeedResult, ResourceKey, ResourceStatus
 from ._json import result_json, status_json
 from ._lifecycles import LIFECYCLES, Outcome
+from ._records import FeedResult, ResourceKey, ResourceStatus
 from ._simulate import stream
+from ._version import __version__
 from .errors import LifecycleError
 from .stores.sqlite import sqlite_path
 

@@ -70,13 +70,17 @@ def _check_time(v: object) -> str | None:
 
 
 def _check_files(v: object) -> str | None:
-    if isinstance(v, list) and all(
-        isinstance(f, dict)
-        and all(f.get(k) is None or isinstance(f[k], str) for k in ("filePath", "fileUrl"))
-        for f in v
-    ):
-        return None
-    return "expected a list of {filePath, fileUrl} objects"
+    problem = "expected a list of {filePath, fileUrl} objects"
+    if not isinstance(v, list):
+        return problem
+    for f in v:  # loops, not nested generators: this runs on every recording event
+        if not isinstance(f, dict):
+            return problem
+        path, url = f.get("filePath"), f.get("fileUrl")
+        if (path is not None and not isinstance(path, str)) or (
+                url is not None and not isinstance(url, str)):
+            return problem
+    return None
 
 
 _CHECKS: dict[object, Callable[[object], str | None]] = {
@@ -120,7 +124,9 @@ SPECS: dict[str, _Spec] = {
 }
 
 
-def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str], list[str]]:
+def inspect_data(
+    spec: _Spec, data: object
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """Check ``data``: its key values, warnings, and the wire names of invalid fields.
 
     Raises :class:`InvalidEvent` when ``data`` is not an object or a key field is
@@ -140,8 +146,8 @@ def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str],
             raise TypeError
     except (KeyError, TypeError):
         _check_key(spec, data)
-    warnings: list[str] = []
-    bad: list[str] = []
+    warnings: tuple[str, ...] = ()  # tuples: nothing is allocated when all is well
+    bad: tuple[str, ...] = ()
     if len(data) > len(key):
         checks = spec.checks
         for k in data:
@@ -152,9 +158,9 @@ def inspect_data(spec: _Spec, data: object) -> tuple[tuple[str, ...], list[str],
                     continue
                 problem = check(v)
                 if problem is not None:
-                    warnings.append(f"invalid_field: data.{k}: {problem}")
+                    warnings += (f"invalid_field: data.{k}: {problem}",)
                     if check is not _check_time or not isinstance(v, str):
-                        bad.append(k)  # moved to extra; a bad time string stays as text
+                        bad += (k,)  # moved to extra; a bad time string stays as text
     return key, warnings, bad
 
 

@@ -10,7 +10,7 @@ and applies it, and :class:`Replay` feeds logged results through the same two ag
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, NamedTuple
 
 from orjson import JSONDecodeError
@@ -33,8 +33,8 @@ from ._records import (
 from .errors import DefinitionError, InvalidEvent, LifecycleViolation
 
 __all__ = [
-    "Parsed", "Rejected", "Replay", "Route", "digest", "digest_bytes", "history_of", "pack", "parse",
-    "reject", "session_ref", "status_of", "step",
+    "Parsed", "Rejected", "Replay", "Route", "digest", "digest_bytes", "history_of", "pack",
+    "parse", "reject", "session_ref", "status_of", "step", "touched",
 ]
 
 # -- packed history entries -------------------------------------------------------------
@@ -49,12 +49,12 @@ if len(OUTCOMES) > 1 << OUTCOME_BITS or len(TYPES) > 1 << TYPE_BITS:
     raise DefinitionError(
         f"{len(OUTCOMES)} outcomes and {len(TYPES)} webhook types do not fit the "
         f"{OUTCOME_BITS} and {TYPE_BITS} bits of a history entry: widen them in _core")
-_SHIFT = OUTCOME_BITS + TYPE_BITS
+SHIFT = OUTCOME_BITS + TYPE_BITS
 
 
 def pack(seq: int, webhook_type: str, outcome: Outcome) -> int:
     """A history entry's number: its sequence number, webhook type and outcome."""
-    return (seq << _SHIFT) | (TYPE_CODE[webhook_type] << OUTCOME_BITS) | OUTCOME_CODE[outcome]
+    return (seq << SHIFT) | (TYPE_CODE[webhook_type] << OUTCOME_BITS) | OUTCOME_CODE[outcome]
 
 
 def history_of(res: Resource) -> tuple[HistoryEntry, ...]:
@@ -63,7 +63,7 @@ def history_of(res: Resource) -> tuple[HistoryEntry, ...]:
     entries = []
     for i in range(0, len(h), 2):
         n = int(h[i])
-        entries.append(HistoryEntry(n >> _SHIFT, TYPES[(n >> OUTCOME_BITS) & 127],
+        entries.append(HistoryEntry(n >> SHIFT, TYPES[(n >> OUTCOME_BITS) & 127],
                                     OUTCOMES[n & 7], utc(h[i + 1])))
     return tuple(entries)
 
@@ -89,13 +89,16 @@ class Route(NamedTuple):
     """It enters a session-scoped lifecycle: flagged when that session has ended."""
     restarts: bool
     """Its lifecycle has restart edges: cycle ids tell a late event from a new cycle."""
+    code: int
+    """The type's bits in a packed history entry."""
 
 
 def _route(lc: Lifecycle, tag: str) -> Route:
     d = lc.definition
     steps = {s: row[tag] for s, row in lc.table.items()}
     starts = d.session_scoped and d.webhooks[tag] == lc.entry_state
-    return Route(d.name, SPECS[tag], steps, starts, bool(d.restart))
+    return Route(d.name, SPECS[tag], steps, starts, bool(d.restart),
+                 TYPE_CODE[tag] << OUTCOME_BITS)
 
 
 ROUTES = {tag: _route(lc, tag) for tag, lc in WEBHOOK_TYPES.items()}
@@ -110,6 +113,9 @@ class Parsed(NamedTuple):
     data: dict[str, Any]
     warnings: tuple[str, ...]
     payload: Payload
+
+
+_new = tuple.__new__
 
 
 class Rejected(NamedTuple):
@@ -148,7 +154,20 @@ def parse(payload: Payload) -> Parsed | Rejected:
         return Rejected(Outcome.MALFORMED, str(e), tag, payload)
     if type(payload) is not bytes and type(payload) is not str:
         data = dict(data)  # the caller's mapping may change after feed returns
-    return Parsed(route, tag, key, data, tuple(warnings), payload)
+    # tuple.__new__ directly: a named tuple's own __new__ is a Python call (hot path)
+    return _new(Parsed, (route, tag, key, data, warnings, payload))
+
+
+def touched(events: Iterable[Parsed | Rejected]) -> set[ResourceRef]:
+    """The resources a batch of events reads or changes: each event's own, and the
+    session of each start event (its ``after_session_end`` warning reads it)."""
+    refs = set()
+    for p in events:
+        if type(p) is Parsed:
+            refs.add((p.route.lifecycle, p.key))
+            if p.route.starts and (ref := session_ref(p)) is not None:
+                refs.add(ref)
+    return refs
 
 
 def session_ref(p: Parsed) -> ResourceRef | None:
@@ -177,6 +196,7 @@ def reject(r: Rejected, seq: int, now: float) -> FeedResult:
                       now, r.payload)
 
 
+
 def violation(result: FeedResult) -> LifecycleViolation:
     """What a strict engine raises for ``result``."""
     if result.lifecycle is None:  # malformed or unknown_type
@@ -192,21 +212,28 @@ _APPLIED, _GAP = Outcome.APPLIED, Outcome.GAP
 _OUT_OF_ORDER, _ILLEGAL = Outcome.OUT_OF_ORDER, Outcome.ILLEGAL
 
 
-def step(p: Parsed, res: Resource | None, session: Resource | None, seq: int, now: float,
-         redelivered: bool = False, strict: bool = False) -> tuple[FeedResult, Resource]:
-    """Classify ``p`` against ``res`` (None: never seen), apply it, and return both.
+Tables = Mapping[str, MutableMapping[ResourceKey, Resource]]
+"""Resources by lifecycle name and key: what :func:`step` reads and changes."""
 
-    ``session`` is the meeting session of a start event (``after_session_end``). A
+
+def step(p: Parsed, tables: Tables, seq: int, now: float, redelivered: bool = False,
+         strict: bool = False, history_cap: int = 0) -> FeedResult:
+    """Classify ``p`` against its resource in ``tables``, apply it there, and return the
+    result.
+
+    A start event reads its meeting session in ``tables`` (``after_session_end``). A
     ``redelivered`` event is a duplicate with the ``redelivery`` warning that changes
     nothing. ``strict`` raises :class:`LifecycleViolation` before changing anything. A
-    resource seen for the first time is a new :class:`Resource`; else ``res`` itself,
-    changed in place (its history is the store's to keep).
+    resource seen for the first time is added to ``tables``; any other is changed in
+    place. ``history_cap`` is how many floats of packed history a resource keeps (0:
+    none, for stores that answer history from their log).
     """
-    route = p.route
+    route, webhook_type, key, data, warnings, payload = p
+    name, _, steps, starts, restarts, code = route
+    table = tables[name]
+    res = table.get(key)
     before = IDLE if res is None else res.state
-    cell = route.steps[before]
-    warnings = p.warnings
-    restarts = route.restarts
+    cell = steps[before]
     if redelivered:
         outcome = _DUPLICATE
         warnings = (*warnings, REDELIVERY)
@@ -214,9 +241,12 @@ def step(p: Parsed, res: Resource | None, session: Resource | None, seq: int, no
         cell = Step(outcome, before)
     else:
         outcome = cell.outcome
-        if session is not None and route.starts and session.state == "ended":
-            warnings = (*warnings, AFTER_SESSION_END)
-    data = p.data
+        if starts:  # session_ref(p), inlined on the hot path
+            ids = data.get("meetingId"), data.get("sessionId")
+            if type(ids[0]) is str and type(ids[1]) is str:
+                session = tables["session"].get(ids)
+                if session is not None and session.state == "ended":
+                    warnings = (*warnings, AFTER_SESSION_END)
     if restarts and res is not None and res.cycle_id is not None:
         event_id = data.get("id")
         if isinstance(event_id, str) and (
@@ -226,15 +256,14 @@ def step(p: Parsed, res: Resource | None, session: Resource | None, seq: int, no
         ):
             outcome = _OUT_OF_ORDER
     changed = outcome is _APPLIED or outcome is _GAP
-    result = FeedResult(
-        seq, outcome, route.lifecycle, p.key, p.webhook_type, before,
-        cell.target if changed else before, cell.missing if outcome is _GAP else (), warnings,
-        None, now, p.payload,
-    )
+    result = _new(FeedResult, (  # a named tuple's own __new__ is a Python call
+        seq, outcome, name, key, webhook_type, before, cell.target if changed else before,
+        cell.missing if outcome is _GAP else (), warnings, None, now, payload,
+    ))
     if strict and outcome is not _APPLIED and outcome is not _DUPLICATE:
         raise violation(result)
     if res is None:
-        res = Resource(before, now)
+        res = table[key] = Resource(before, now)
     if changed:
         res.state = cell.target
         res.entered = now
@@ -244,7 +273,13 @@ def step(p: Parsed, res: Resource | None, session: Resource | None, seq: int, no
         cycle_id = data.get("id")
         if isinstance(cycle_id, str):
             res.cycle_id = cycle_id
-    return result, res
+    if history_cap:
+        h = res.history
+        h.append((seq << SHIFT) | code | OUTCOME_CODE[outcome])  # pack(), inlined
+        h.append(now)
+        if len(h) > history_cap:
+            del h[:2]
+    return result
 
 
 # -- replay -----------------------------------------------------------------------------
@@ -261,14 +296,17 @@ class Replay:
 
     def __init__(self, whole_log: bool = True) -> None:
         self.whole_log = whole_log
-        self.tables: dict[ResourceRef, Resource] = {}
+        self.tables: dict[str, dict[ResourceKey, Resource]] = {n: {} for n in LIFECYCLES}
         self.seqs: dict[ResourceRef, list[int]] = {}  # first and last seq
         self.truncated: set[ResourceRef] = set()
 
-    def seed(self, ref: ResourceRef, base: Snapshot, first: int = 0) -> None:
+    def get(self, ref: ResourceRef) -> Resource | None:
+        return self.tables[ref[0]].get(ref[1])
+
+    def seed(self, ref: ResourceRef, base: Snapshot) -> None:
         """Start ``ref`` from a snapshot (the log before it was pruned)."""
-        self.tables[ref] = base.resource.copy()
-        self.seqs[ref] = [first or base.seq, base.seq]
+        self.tables[ref[0]][ref[1]] = base.resource.copy()
+        self.seqs[ref] = [base.seq, base.seq]
 
     def feed(self, logged: FeedResult) -> None:
         if logged.lifecycle is None:
@@ -277,20 +315,14 @@ class Replay:
         if type(p) is not Parsed:  # a payload the rules of this release refuse
             return
         ref = (p.route.lifecycle, p.key)
-        res = self.tables.get(ref)
-        if res is None and (ref in self.truncated or (not self.whole_log
-                                                      and logged.before != IDLE)):
+        if ref in self.truncated or (not self.whole_log and logged.before != IDLE
+                                     and self.get(ref) is None):
             self.truncated.add(ref)  # its log starts after its first event
             return
-        sref = session_ref(p) if p.route.starts else None
-        session = self.tables.get(sref) if sref is not None else None
-        _, res = step(p, res, session, logged.seq, logged.timestamp,
-                      REDELIVERY in logged.warnings)
-        self.tables[ref] = res
+        step(p, self.tables, logged.seq, logged.timestamp, REDELIVERY in logged.warnings)
         self.seqs.setdefault(ref, [logged.seq, 0])[1] = logged.seq
 
     def resources(self) -> Iterator[tuple[ResourceRef, Resource, int, int]]:
         """Every recomputed resource, with its first and last sequence number."""
-        for ref, res in self.tables.items():
-            first, last = self.seqs[ref]
-            yield ref, res, first, last
+        for (name, key), (first, last) in self.seqs.items():
+            yield (name, key), self.tables[name][key], first, last

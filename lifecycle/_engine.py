@@ -20,9 +20,9 @@ from attrs import frozen
 
 from . import _core as core
 from ._convert import Payload
-from ._core import Parsed, Replay, session_ref, status_of, step
+from ._core import Parsed, Rejected, Replay, parse, status_of, step
 from ._lifecycles import IDLE, LIFECYCLES, Lifecycle, Outcome
-from ._records import FeedResult, HistoryEntry, ResourceKey, ResourceRef, ResourceStatus, snake
+from ._records import FeedResult, HistoryEntry, ResourceKey, ResourceStatus, snake
 from .errors import InvalidArgument, LifecycleViolation
 from .stores import AnomalyQuery, MemoryStore, ResourceQuery, Store, open_store
 
@@ -112,7 +112,7 @@ class Engine:
 
         On a database it is committed, with its state change, before ``feed`` returns.
         """
-        return self.feed_many((payload,))[0]
+        return self._feed([parse(payload)])[0]
 
     def feed_many(self, payloads: Iterable[Payload]) -> list[FeedResult]:
         """Feed payloads in order, in one transaction; the results in the same order.
@@ -120,46 +120,46 @@ class Engine:
         The events of a batch share one received time. In strict mode the events before
         the first violation are kept, then :class:`LifecycleViolation` is raised for it.
         """
-        items = [core.parse(p) for p in payloads]
-        if not items:
-            return []
-        wanted: set[ResourceRef] = set()
-        for item in items:
-            if type(item) is Parsed:
-                wanted.add((item.route.lifecycle, item.key))
-                if item.route.starts and (ref := session_ref(item)) is not None:
-                    wanted.add(ref)  # its after_session_end warning reads the session
+        items = list(map(parse, payloads))
+        return self._feed(items) if items else []
+
+    def _feed(self, items: list[Parsed | Rejected]) -> list[FeedResult]:
+        """The feed loop: parsed payloads stepped through the core in one batch."""
         now = self._clock()
         since = None if self.redelivery_window is None else now - self.redelivery_window
         strict = self.strict
         results: list[FeedResult] = []
+        # with a redelivery window, the digest of each result's payload (None: no resource)
+        digests: list[bytes | None] | None = None if since is None else []
         violation: LifecycleViolation | None = None
-        with self.store.batch(wanted, len(items), since) as batch:
-            for item, seq in zip(items, batch.seqs):
-                if type(item) is not Parsed:
+        batch = self.store.begin(items, since)
+        tables, cap, seqs = batch.tables, batch.history_cap, batch.seqs
+        try:
+            for i, item in enumerate(items):  # not zip(..., strict=): its keyword costs more
+                seq = seqs[i]
+                if type(item) is Parsed:
+                    redelivered = False
+                    if digests is not None:  # a redelivery window: has it come before?
+                        digest = core.digest(item.payload)
+                        redelivered = batch.seen(item.route.lifecycle, item.key, digest,
+                                                 now - self.redelivery_window)  # type: ignore[operator]
+                        digests.append(digest)
+                    results.append(step(item, tables, seq, now, redelivered, strict, cap))
+                else:
                     result = core.reject(item, seq, now)
                     if strict:
-                        violation = core.violation(result)
-                        break
-                    batch.add(result, None, None, None)
-                else:
-                    name, key = item.route.lifecycle, item.key
-                    res = batch.get(name, key)
-                    session = None
-                    if item.route.starts and (ref := session_ref(item)) is not None:
-                        session = batch.get(*ref)
-                    digest = None
-                    redelivered = False
-                    if since is not None:
-                        digest = core.digest(item.payload)
-                        redelivered = batch.seen(name, key, digest, since)
-                    try:
-                        result, res = step(item, res, session, seq, now, redelivered, strict)
-                    except LifecycleViolation as v:
-                        violation = v
-                        break
-                    batch.add(result, res, item.data, digest)
-                results.append(result)
+                        raise core.violation(result)
+                    if digests is not None:
+                        digests.append(None)
+                    results.append(result)
+        except LifecycleViolation as v:  # strict: keep the events before it
+            violation = v
+            if digests is not None:
+                del digests[len(results):]
+        except BaseException:
+            batch.abort()
+            raise
+        batch.commit(results, digests)
         if self._subscriptions:
             for result in results:
                 if result.changed:
@@ -232,7 +232,7 @@ class Engine:
             replay.seed((name, key), base)
         for result in logged:
             replay.feed(result)
-        res = replay.tables.get((name, key))
+        res = replay.get((name, key))
         if res is None:
             return None
         history = tuple(HistoryEntry(r.seq, r.webhook_type or "", r.outcome, r.received_at)
@@ -331,7 +331,8 @@ class Engine:
                 if old is None or old.resource.fields() != res.fields():
                     diffs.append((*ref, old.resource.state if old else None, res.state))
                     changed[ref] = (res, first, last)
-            removed = [ref for ref in stored if ref not in replay.tables] if store.whole_log else []
+            removed = ([ref for ref in stored if replay.get(ref) is None] if store.whole_log
+                       else [])
             diffs += [(*ref, stored[ref].resource.state, IDLE) for ref in removed]
             if diffs:
                 m.replace(changed, removed)

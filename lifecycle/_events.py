@@ -13,8 +13,6 @@ from typing import Any, ClassVar
 
 from attrs import field, frozen
 
-from .errors import InvalidEvent
-
 __all__ = [
     "AiDeploymentSessionEvent",
     "Event",

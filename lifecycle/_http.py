@@ -39,10 +39,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._convert import _dumps
 from ._engine import Engine
-from ._records import FeedResult
 from ._json import result_json, status_json
 from ._lifecycles import LIFECYCLES, WEBHOOK_TYPES, Outcome
 from ._openapi import openapi
+from ._records import FeedResult
 from .errors import ConfigError, StoreUnavailable
 from .stores._sql import redact as _redact
 from .stores.sqlite import sqlite_path

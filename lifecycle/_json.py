@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._records import FeedResult, HistoryEntry, ResourceStatus
 from ._lifecycles import LIFECYCLES
+from ._records import FeedResult, HistoryEntry, ResourceStatus
 
 __all__ = ["result_json", "status_json"]
 

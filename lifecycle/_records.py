@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import attrs
 from attrs import frozen
 
 from ._convert import Payload, decode, parse_event
@@ -52,8 +51,7 @@ def utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
-@attrs.define(slots=True, eq=False)
-class FeedResult:
+class FeedResult(NamedTuple):
     """What feeding one payload did.
 
     ``before``/``after`` are the resource's states around the event (equal when nothing
@@ -61,7 +59,11 @@ class FeedResult:
     ``malformed`` or ``unknown_type``. ``payload`` is the payload as it was fed (or, read
     back from a database, as it was stored).
 
+    A named tuple: it is built on every feed and copied into the memory store's log,
+    which a tuple makes cheap.
+
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 a named tuple (it was an attrs class).
     """
 
     seq: int
@@ -75,9 +77,13 @@ class FeedResult:
     warnings: tuple[str, ...]
     reason: str | None
     timestamp: float
-    payload: Payload = attrs.field(repr=False)
-    # the decoded payload, filled when first asked for (a log keeps results without it)
-    _envelope: Mapping[str, Any] | None = attrs.field(default=None, init=False, repr=False)
+    payload: Payload
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}"
+                          for name, value in zip(self._fields, self, strict=True)
+                          if name != "payload")
+        return f"FeedResult({shown})"
 
     @property
     def received_at(self) -> datetime:
@@ -98,13 +104,11 @@ class FeedResult:
 
     @property
     def data(self) -> Mapping[str, Any]:
-        """The payload's ``data`` object (empty when it had none)."""
-        if self._envelope is None:
-            try:
-                self._envelope = decode(self.payload)[0]
-            except InvalidEvent:
-                self._envelope = {}
-        d = self._envelope.get("data")
+        """The payload's ``data`` object (empty when it had none), decoded when asked for."""
+        try:
+            d = decode(self.payload)[0].get("data")
+        except InvalidEvent:
+            return {}
         return d if isinstance(d, Mapping) else {}
 
 

@@ -1,21 +1,22 @@
 """The interface between the engine and a store: what a backend implements.
 
 A store keeps the resources and an event log, and answers queries about them. The
-engine feeds through :meth:`Store.batch`: the store loads (and, when several writers
-share it, locks) the resources a batch touches, hands out sequence numbers, and writes
-the batch's log entries and resource changes in one transaction when the batch ends
-without an exception. Everything else the engine asks is a plain query.
+engine feeds through :meth:`Store.begin`: the store loads (and, when several writers
+share it, locks) the resources a batch touches and hands out sequence numbers; the
+engine steps the events through the core; :meth:`Batch.commit` writes the log entries
+and the resource changes in that one transaction. Everything else is a plain query.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import attrs
 
+from .._core import Parsed, Rejected
 from .._lifecycles import Outcome
 from .._records import FeedResult, Resource, ResourceKey, ResourceRef, ResourceStatus, Snapshot
 
@@ -61,26 +62,33 @@ class Stored(NamedTuple):
 
 
 class Batch(Protocol):
-    """One transaction of feeding, as the engine sees it."""
+    """One feeding transaction, as the engine sees it: begun by :meth:`Store.begin`,
+    ended by :meth:`commit` or :meth:`abort`."""
 
-    seqs: Collection[int]
-    """The sequence numbers of this batch's events, in order; unused ones are skipped."""
+    seqs: Sequence[int]
+    """The sequence numbers of the batch's events, in order (a strict batch may use
+    fewer)."""
 
-    def get(self, lifecycle: str, key: ResourceKey) -> Resource | None:
-        """A resource the batch touches (or its session), None when never seen.
+    tables: Mapping[str, MutableMapping[ResourceKey, Resource]]
+    """The resources the batch touches (and their sessions), by lifecycle and key: at
+    least those, loaded (and locked) for this batch. ``_core.step`` changes them in
+    place and adds the ones seen for the first time."""
 
-        The engine changes the returned resource in place and hands it back to
-        :meth:`add`.
-        """
+    history_cap: int
+    """How many floats of packed history each resource keeps (0: none; the store
+    answers history from its log)."""
 
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
         """Whether this resource received a payload of this digest at ``since`` or later."""
 
-    def add(self, result: FeedResult, resource: Resource | None, data: Mapping[str, Any] | None,
-            digest: bytes | None) -> None:
-        """Log ``result``; ``resource`` is its resource after the step (None when the
-        payload named none), ``data`` the payload's data, ``digest`` its redelivery
-        digest (None without a window)."""
+    def commit(self, results: Sequence[FeedResult], digests: Sequence[bytes | None] | None,
+               ) -> None:
+        """Log ``results`` (the batch's events, in order, maybe fewer than it began with),
+        store the resources they changed, and end the transaction. ``digests`` are their
+        redelivery digests, with a window (None without)."""
+
+    def abort(self) -> None:
+        """End the transaction, writing nothing of it."""
 
 
 class Maintenance(Protocol):
@@ -115,14 +123,12 @@ class Store(Protocol):
     """True when the log keeps every event but the pruned ones (a snapshot stands in for
     them); False when older events may simply be forgotten (the memory store's bound)."""
 
-    def batch(self, wanted: Collection[ResourceRef], size: int,
-              since: float | None) -> AbstractContextManager[Batch]:
-        """A transaction feeding ``size`` events that touch the ``wanted`` resources.
+    def begin(self, events: Sequence[Parsed | Rejected], since: float | None) -> Batch:
+        """A transaction feeding ``events`` (``_core.touched`` tells what they touch).
 
         ``since`` (when not None) asks for the digests of payloads logged for them since
-        then, for :meth:`Batch.seen`. Committed when the block ends without an
-        exception, rolled back otherwise. Raises ``StoreUnavailable`` when the database
-        fails.
+        then, for :meth:`Batch.seen`. Raises ``StoreUnavailable`` when the database
+        fails (here or at commit); the transaction is then rolled back.
         """
 
     def maintenance(self) -> AbstractContextManager[Maintenance]:

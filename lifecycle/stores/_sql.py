@@ -11,8 +11,9 @@ where SQLite and PostgreSQL differ are the hooks a backend overrides (``sqlite.p
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from .._convert import Payload, _dumps, decode, encode_payload
-from .._core import digest_bytes, status_of
+from .._core import Parsed, Rejected, digest_bytes, status_of, touched
 from .._lifecycles import LIFECYCLES, Outcome
 from .._records import (
     FeedResult,
@@ -38,6 +39,8 @@ from ._base import AnomalyQuery, ResourceQuery, Stored
 __all__ = ["SCHEMA_VERSION", "SqlStore", "redact"]
 
 Migration = str | Callable[["SqlStore", Any], None]
+Recent = dict[ResourceRef, list[tuple[bytes, float]]]
+"""The digests and times of the payloads recently logged for each resource."""
 
 
 def _backfill_filters(store: SqlStore, conn: Any) -> None:
@@ -248,13 +251,13 @@ class SqlStore(abc.ABC):
         if rows:
             conn.executemany(self.sql(sql), rows)
 
-    def _lock_schema(self, conn: Any) -> None:
+    def _lock_schema(self, conn: Any) -> None:  # noqa: B027 - a hook, empty unless needed
         """Keep other connections out while the schema is checked and migrated."""
 
-    def _create_sequence(self, conn: Any) -> None:
+    def _create_sequence(self, conn: Any) -> None:  # noqa: B027
         """Create what hands out sequence numbers, when the database needs one."""
 
-    def _lock_all(self, conn: Any) -> None:
+    def _lock_all(self, conn: Any) -> None:  # noqa: B027
         """Keep other writers off every table until the transaction ends (rebuild)."""
 
     @abc.abstractmethod
@@ -265,7 +268,7 @@ class SqlStore(abc.ABC):
     def _high_water(self, conn: Any) -> int:
         """The highest sequence number ever logged, counting the pruned ones."""
 
-    def _forget(self) -> None:
+    def _forget(self) -> None:  # noqa: B027
         """Drop whatever the backend keeps of the database between transactions."""
 
     # -- connection and transactions -------------------------------------------------------
@@ -332,22 +335,24 @@ class SqlStore(abc.ABC):
 
     # -- feeding -----------------------------------------------------------------------------
 
-    @contextmanager
-    def batch(self, wanted: Collection[ResourceRef], size: int,
-              since: float | None) -> Iterator[_SqlBatch]:
-        with self._transaction(exclusive=True, pipeline=True) as conn:
-            batch = self._load(conn, wanted, size, since)
-            yield batch
-            self._write(conn, batch)
+    def begin(self, events: Sequence[Parsed | Rejected], since: float | None) -> _SqlBatch:
+        transaction = self._transaction(exclusive=True, pipeline=True)
+        conn = transaction.__enter__()
+        try:
+            loaded, seqs, recent = self._load(conn, touched(events), len(events), since)
+        except BaseException as e:
+            transaction.__exit__(type(e), e, e.__traceback__)  # may raise StoreUnavailable
+            raise
+        return _SqlBatch(self, transaction, conn, events, loaded, seqs, recent)
 
     def _load(self, conn: Any, wanted: Collection[ResourceRef], size: int,
-              since: float | None) -> _SqlBatch:
+              since: float | None) -> tuple[dict[ResourceRef, Resource], list[int], Recent]:
         """Load what a batch needs: its resources, seqs and recent digests (a backend
         with several writers locks the resources first)."""
         loaded = self._load_resources(conn, wanted)
         seqs = self._next_seqs(conn, size)
         recent = self._recent(conn, wanted, since) if since is not None else {}
-        return _SqlBatch(loaded, seqs, recent)
+        return loaded, seqs, recent
 
     def _load_resources(self, conn: Any,
                         wanted: Collection[ResourceRef]) -> dict[ResourceRef, Resource]:
@@ -378,16 +383,18 @@ class SqlStore(abc.ABC):
                 f"{where}"), [*(v for pair in chunk for v in pair), *params]))
         return cursors
 
-    def _recent(self, conn: Any, wanted: Collection[ResourceRef],
-                since: float) -> dict[ResourceRef, list[tuple[bytes, float]]]:
+    def _recent(self, conn: Any, wanted: Collection[ResourceRef], since: float) -> Recent:
         """The digests of the payloads logged for these resources since ``since``."""
         return _recent(self._rows_of(conn, RECENT, wanted, RECENT_SINCE, [since]))
 
-    def _write(self, conn: Any, batch: _SqlBatch) -> None:
+    def _write(self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]) -> None:
+        """Append the batch's log rows and upsert the resources its results changed."""
         self._many(conn, f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
-                   f"({', '.join(['?'] * 16)})", batch.rows)
-        self._upsert(conn, [_resource_row(ref, res, *batch.seqs_of[ref])
-                            for ref, res in batch.touched.items()])
+                   f"({', '.join(['?'] * 16)})",
+                   [event_row(r, e.data if type(e) is Parsed else None)
+                    for r, e in zip(results, batch.events, strict=False)])
+        self._upsert(conn, [_resource_row(ref, batch.tables[ref[0]][ref[1]], first, last)
+                            for ref, (first, last) in batch.changed(results).items()])
 
     def _upsert(self, conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert or update resource rows (``first_seq`` stays what it was)."""
@@ -552,9 +559,9 @@ def _loaded(rows: Iterable[Sequence[Any]]) -> dict[ResourceRef, Resource]:
     return {(lc, tuple(orjson.loads(key))): _resource_of(*rest) for lc, key, *rest in rows}
 
 
-def _recent(rows: Iterable[Sequence[Any]]) -> dict[ResourceRef, list[tuple[bytes, float]]]:
+def _recent(rows: Iterable[Sequence[Any]]) -> Recent:
     """The digests and times of :data:`RECENT` rows, by resource."""
-    recent: dict[ResourceRef, list[tuple[bytes, float]]] = {}
+    recent: Recent = {}
     for lc, key, blob, t in rows:
         recent.setdefault((lc, tuple(orjson.loads(key))), []).append(
             (digest_bytes(bytes(blob)), float(t)))
@@ -562,34 +569,50 @@ def _recent(rows: Iterable[Sequence[Any]]) -> dict[ResourceRef, list[tuple[bytes
 
 
 class _SqlBatch:
-    """The resources, sequence numbers and digests of one batch, and what it writes."""
+    """One feeding transaction on a SQL store: what it loaded, and its end."""
 
-    def __init__(self, loaded: dict[ResourceRef, Resource], seqs: list[int],
-                 recent: dict[ResourceRef, list[tuple[bytes, float]]]) -> None:
-        self.loaded = loaded
+    history_cap = 0  # history is read from the log
+
+    def __init__(self, store: SqlStore, transaction: AbstractContextManager[Any], conn: Any,
+                 events: Sequence[Parsed | Rejected], loaded: dict[ResourceRef, Resource],
+                 seqs: list[int], recent: Recent) -> None:
+        self.store = store
+        self.transaction = transaction
+        self.conn = conn
+        self.events = events
+        self.tables: dict[str, dict[ResourceKey, Resource]] = {n: {} for n in LIFECYCLES}
+        for (name, key), res in loaded.items():
+            self.tables[name][key] = res
         self.seqs = seqs
         self.recent = recent
-        self.rows: list[tuple[Any, ...]] = []
-        self.touched: dict[ResourceRef, Resource] = {}
-        self.seqs_of: dict[ResourceRef, list[int]] = {}  # first and last seq in this batch
-
-    def get(self, lifecycle: str, key: ResourceKey) -> Resource | None:
-        return self.loaded.get((lifecycle, key))
 
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
         return any(d == digest and t >= since for d, t in self.recent.get((lifecycle, key), ()))
 
-    def add(self, result: FeedResult, resource: Resource | None, data: Mapping[str, Any] | None,
-            digest: bytes | None) -> None:
-        self.rows.append(event_row(result, data))
-        lifecycle, key = result.lifecycle, result.key
-        if resource is None or lifecycle is None or key is None:
-            return
-        ref = (lifecycle, key)
-        self.loaded[ref] = self.touched[ref] = resource
-        self.seqs_of.setdefault(ref, [result.seq, 0])[1] = result.seq
-        if digest is not None:
-            self.recent.setdefault(ref, []).append((digest, result.timestamp))
+    def changed(self, results: Sequence[FeedResult]) -> dict[ResourceRef, list[int]]:
+        """The resources ``results`` touched, with the first and last seq of each."""
+        seqs: dict[ResourceRef, list[int]] = {}
+        for r in results:
+            if r.lifecycle is not None and r.key is not None:
+                seqs.setdefault((r.lifecycle, r.key), [r.seq, 0])[1] = r.seq
+        return seqs
+
+    def commit(self, results: Sequence[FeedResult],
+               digests: Sequence[bytes | None] | None) -> None:
+        try:
+            self.store._write(self.conn, self, results)
+        except BaseException as e:
+            self.transaction.__exit__(type(e), e, e.__traceback__)  # may raise StoreUnavailable
+            raise
+        self.transaction.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        exc = sys.exc_info()[1] or _RollbackError()  # what the engine is raising, if anything
+        self.transaction.__exit__(type(exc), exc, exc.__traceback__)
+
+
+class _RollbackError(Exception):
+    """Rolls a batch back when no exception is under way."""
 
 
 class _SqlMaintenance:

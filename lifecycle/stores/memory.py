@@ -1,9 +1,13 @@
 """The memory store: resources in dicts, and a bounded event log, in this process.
 
 Each tracked resource is a small record whose history is packed as two floats per
-event. The log keeps the last ``log_limit`` results (10,000 by default), the objects
-``feed`` returned, with the payloads as fed; older ones are forgotten, and with them
-their anomalies. Resources are never forgotten. See docs/api.md (Memory).
+event. The log is a ring of the last ``log_limit`` events (1,000 by default): for each,
+one packed number (sequence number, outcome, state before, two warnings), its time and
+its payload as fed, 24 bytes beside the payload. Everything else a result holds is
+found again by parsing the payload when the log is read, so that feeding allocates
+nothing that outlives the call but the resources. The anomalies are kept apart, as
+results, the last ``anomaly_limit`` of them (10,000 by default). Older events and
+anomalies are forgotten; resources never are. See docs/api.md (Memory).
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from .._core import pack, status_of
+from .._core import OUTCOME_CODE, OUTCOMES, SHIFT, Parsed, Rejected, pack, parse, status_of
 from .._lifecycles import IDLE, LIFECYCLES, Outcome
 from .._records import (
+    AFTER_SESSION_END,
+    REDELIVERY,
     FeedResult,
     Resource,
     ResourceKey,
@@ -26,102 +32,179 @@ from .._records import (
     ResourceStatus,
     Snapshot,
 )
-from ..errors import InvalidArgument, LogPruned
+from ..errors import DefinitionError, InvalidArgument, LogPruned
 from ._base import AnomalyQuery, ResourceQuery, Stored
 
 __all__ = ["MemoryStore"]
 
-_APPLIED = Outcome.APPLIED
+# -- a logged event, packed: seq << 9 | after_session_end | redelivery | before | outcome
+STATES = tuple(sorted({s for lc in LIFECYCLES.values() for s in lc.states}))
+_STATE_CODE = {s: i for i, s in enumerate(STATES)}
+if len(STATES) > 16 or len(OUTCOMES) > 8:
+    raise DefinitionError(f"{len(STATES)} state names and {len(OUTCOMES)} outcomes do not fit "
+                          "the 4 and 3 bits of a memory log entry: widen them in stores.memory")
+_REDELIVERY, _AFTER_SESSION_END, _SEQ_SHIFT = 1 << 7, 1 << 8, 9
+_NO_STATE = _STATE_CODE[IDLE]  # a result that names no resource has no state before
+_PRUNED = object()  # the payload of an entry that prune() dropped
+_APPLIED, _GAP = Outcome.APPLIED, Outcome.GAP
+
+
+def _packed(r: FeedResult) -> int:
+    flags = ((_REDELIVERY if REDELIVERY in r.warnings else 0)
+             | (_AFTER_SESSION_END if AFTER_SESSION_END in r.warnings else 0)) if r.warnings else 0
+    before = _NO_STATE if r.before is None else _STATE_CODE[r.before]
+    return (r.seq << _SEQ_SHIFT) | flags | (before << 3) | OUTCOME_CODE[r.outcome]
+
+
+def _unpacked(packed: int, timestamp: float, payload: Any) -> FeedResult:
+    """The result an entry stands for: its payload parsed again, its outcome and state."""
+    seq, outcome = packed >> _SEQ_SHIFT, OUTCOMES[packed & 7]
+    p = parse(payload)
+    if type(p) is Rejected:
+        return FeedResult(seq, outcome, None, None, p.webhook_type, None, None, (), (),
+                          p.reason, timestamp, payload)
+    assert type(p) is Parsed
+    before = STATES[(packed >> 3) & 15]
+    cell = p.route.steps[before]
+    changed = outcome is _APPLIED or outcome is _GAP
+    warnings = (*p.warnings, *((REDELIVERY,) if packed & _REDELIVERY else ()),
+                *((AFTER_SESSION_END,) if packed & _AFTER_SESSION_END else ()))
+    return FeedResult(seq, outcome, p.route.lifecycle, p.key, p.webhook_type, before,
+                      cell.target if changed else before,
+                      cell.missing if outcome is _GAP else (), warnings, None, timestamp, payload)
 
 
 class MemoryStore:
     """Resources and a bounded event log in memory (the store of ``Engine()``).
 
     ``history_limit`` caps the events kept in each resource's history (the oldest are
-    dropped); ``log_limit`` the results kept in the log (None: every one).
+    dropped); ``log_limit`` the events kept in the log, ``anomaly_limit`` the anomalies
+    kept (None: every one). Do not change a payload after feeding it: the log keeps the
+    object as fed.
     """
 
     whole_log = False
 
-    def __init__(self, *, history_limit: int = 100, log_limit: int | None = 10_000) -> None:
+    def __init__(self, *, history_limit: int = 100, log_limit: int | None = 1_000,
+                 anomaly_limit: int | None = 10_000) -> None:
         if history_limit < 1:
             raise InvalidArgument(f"history_limit must be at least 1, not {history_limit}")
-        if log_limit is not None and log_limit < 1:
-            raise InvalidArgument(f"log_limit must be at least 1 or None, not {log_limit}")
+        for name, value in (("log_limit", log_limit), ("anomaly_limit", anomaly_limit)):
+            if value is not None and value < 1:
+                raise InvalidArgument(f"{name} must be at least 1 or None, not {value}")
         self.url = "memory://"
         self.history_limit = history_limit
         self.log_limit = log_limit
-        self._cap = 2 * history_limit
-        self._tables: dict[str, dict[ResourceKey, Resource]] = {n: {} for n in LIFECYCLES}
-        self._log: deque[FeedResult] = deque(maxlen=log_limit)
-        self._anomalies: deque[FeedResult] = deque(maxlen=log_limit)
-        self._dropped = 0  # the last seq the bound pushed out of the log
+        self.tables: dict[str, dict[ResourceKey, Resource]] = {n: {} for n in LIFECYCLES}
+        self.history_cap = 2 * history_limit  # two floats an entry
+        self.seqs: Sequence[int] = ()
+        self._seq = 0  # the last sequence number logged
+        # the log: entry of seq n at (n - 1) % log_limit (at n - 1 when unbounded)
+        size = log_limit or 0
+        self._packed = array("q", bytes(8 * size))
+        self._times = array("d", bytes(8 * size))
+        self._payloads: list[Any] = [_PRUNED] * size
+        self.anomaly_limit = anomaly_limit
+        self._anomalies: deque[FeedResult] = deque(maxlen=anomaly_limit)
         self._bases: dict[ResourceRef, Snapshot] = {}
         # digests of recent payloads per resource and when they came (redelivery window)
         self._recent: dict[ResourceRef, list[tuple[bytes, float]]] = {}
-        self._recent_order: deque[tuple[float, ResourceRef]] = deque()
-        self._seq = 0
-        self.seqs: range = range(0)
+        self._recent_order: list[tuple[float, ResourceRef]] = []
 
     @classmethod
-    def from_url(cls, url: str, *, history_limit: int = 100,
-                 log_limit: int | None = 10_000) -> MemoryStore:
+    def from_url(cls, url: str, *, history_limit: int = 100, log_limit: int | None = 1_000,
+                 anomaly_limit: int | None = 10_000) -> MemoryStore:
         """``memory://``: a new, empty store."""
-        return cls(history_limit=history_limit, log_limit=log_limit)
+        return cls(history_limit=history_limit, log_limit=log_limit,
+                   anomaly_limit=anomaly_limit)
 
     # -- feeding: the store is its own batch -----------------------------------------------
 
-    def batch(self, wanted: Collection[ResourceRef], size: int,
-              since: float | None) -> MemoryStore:
-        self.seqs = range(self._seq + 1, self._seq + 1 + size)
+    def begin(self, events: Sequence[Parsed | Rejected], since: float | None) -> MemoryStore:
+        n = len(events)  # a range costs more than a tuple of one (feed's case)
+        self.seqs = (self._seq + 1,) if n == 1 else range(self._seq + 1, self._seq + 1 + n)
         if since is not None:
             self._forget_before(since)
         return self
 
-    def __enter__(self) -> MemoryStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def get(self, lifecycle: str, key: ResourceKey) -> Resource | None:
-        return self._tables[lifecycle].get(key)
-
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
         return any(d == digest and t >= since for d, t in self._recent.get((lifecycle, key), ()))
 
-    def add(self, result: FeedResult, resource: Resource | None, data: Mapping[str, Any] | None,
-            digest: bytes | None) -> None:
-        self._seq = result.seq
-        log = self._log
-        if len(log) == self.log_limit:
-            self._dropped = log[0].seq
-        log.append(result)
-        if result.warnings or result.outcome is not _APPLIED:
-            self._anomalies.append(result)
-        lifecycle, key, webhook_type = result.lifecycle, result.key, result.webhook_type
-        if resource is None or lifecycle is None or key is None or webhook_type is None:
-            return
-        self._tables[lifecycle][key] = resource
-        h = resource.history
-        h.append(pack(result.seq, webhook_type, result.outcome))
-        h.append(result.timestamp)
-        if len(h) > self._cap:
-            del h[:2]
-        if digest is not None:
-            ref = (lifecycle, key)
-            self._recent.setdefault(ref, []).append((digest, result.timestamp))
-            self._recent_order.append((result.timestamp, ref))
+    def commit(self, results: Sequence[FeedResult],
+               digests: Sequence[bytes | None] | None) -> None:
+        limit = self.log_limit
+        for r in results:
+            # a plain tuple unpacks several times faster than a named one (hot path)
+            seq, outcome, _, _, _, before, _, _, warnings, _, now, payload = tuple(r)
+            entry = ((seq << _SEQ_SHIFT) | (_STATE_CODE[before] << 3) | OUTCOME_CODE[outcome]
+                     if not warnings and before is not None else _packed(r))
+            if limit is None:
+                self._packed.append(entry)
+                self._times.append(now)
+                self._payloads.append(payload)
+            else:
+                i = (seq - 1) % limit
+                self._packed[i] = entry
+                self._times[i] = now
+                self._payloads[i] = payload
+            if warnings or outcome is not _APPLIED:
+                self._anomalies.append(r)
+            self._seq = seq
+        if digests is not None:
+            for r, digest in zip(results, digests, strict=True):
+                if digest is not None and r.lifecycle is not None and r.key is not None:
+                    ref = (r.lifecycle, r.key)
+                    self._recent.setdefault(ref, []).append((digest, r.timestamp))
+                    self._recent_order.append((r.timestamp, ref))
+
+    def abort(self) -> None:
+        """Nothing to undo: a memory batch writes its log only at commit (``_core.step``
+        has changed its resources in place, up to the event that failed)."""
 
     def _forget_before(self, since: float) -> None:
         """Drop the digests that have left the redelivery window."""
         order, recent = self._recent_order, self._recent
-        while order and order[0][0] < since:
-            _, ref = order.popleft()
+        gone = 0
+        while gone < len(order) and order[gone][0] < since:
+            ref = order[gone][1]
             seen = recent[ref]
             del seen[0]
             if not seen:
                 del recent[ref]
+            gone += 1
+        del order[:gone]
+
+    # -- the log ----------------------------------------------------------------------------
+
+    @property
+    def _dropped(self) -> int:
+        """The last seq that the bound pushed out of the log (0: none)."""
+        return 0 if self.log_limit is None else max(0, self._seq - self.log_limit)
+
+    def _entries(self, after: int = 0) -> Iterator[FeedResult]:
+        """The logged results after ``after``, oldest first (pruned ones skipped)."""
+        for seq in range(max(after, self._dropped) + 1, self._seq + 1):
+            found = self._entry(seq)
+            if found is not None:
+                yield found
+
+    def _entry(self, seq: int) -> FeedResult | None:
+        """The logged result of ``seq``; None when it left the log or was pruned."""
+        if not self._dropped < seq <= self._seq:
+            return None
+        i = seq - 1 if self.log_limit is None else (seq - 1) % self.log_limit
+        payload = self._payloads[i]
+        return None if payload is _PRUNED else _unpacked(self._packed[i], self._times[i], payload)
+
+    def _entries_of(self, lifecycle: str, key: ResourceKey) -> list[FeedResult]:
+        """The logged results of one resource, oldest first."""
+        res = self.tables[lifecycle].get(key)
+        if res is not None and len(res.history) < self.history_cap:  # its whole history
+            found = (self._entry(int(res.history[i]) >> SHIFT)
+                     for i in range(0, len(res.history), 2))
+        else:
+            found = self._entries()
+        return [r for r in found if r is not None and r.key == key and r.lifecycle == lifecycle]
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -129,19 +212,19 @@ class MemoryStore:
         return self._seq
 
     def count(self) -> int:
-        return sum(len(t) for t in self._tables.values())
+        return sum(len(t) for t in self.tables.values())
 
     def status(self, lifecycle: str, key: ResourceKey) -> ResourceStatus | None:
-        res = self._tables[lifecycle].get(key)
+        res = self.tables[lifecycle].get(key)
         return None if res is None else status_of(lifecycle, key, res)
 
     def resource_log(self, lifecycle: str, key: ResourceKey,
                      at: int | datetime) -> tuple[Snapshot | None, list[FeedResult]]:
-        if key not in self._tables[lifecycle]:
+        if key not in self.tables[lifecycle]:
             return None, []
-        entries = [r for r in self._log if r.lifecycle == lifecycle and r.key == key]
+        entries = self._entries_of(lifecycle, key)
         base = self._bases.get((lifecycle, key))
-        whole = (entries and entries[0].before == IDLE) if base is None else (
+        whole = (bool(entries) and entries[0].before == IDLE) if base is None else (
             base.seq >= self._dropped)
         if not whole:
             raise LogPruned(f"{lifecycle} {'/'.join(key)}: its earlier events have left the "
@@ -161,7 +244,7 @@ class MemoryStore:
         matching = (
             (name, key, res)
             for name in names
-            for key, res in self._tables[name].items()
+            for key, res in self.tables[name].items()
             if (q.state is None or res.state == q.state)
             and (q.meeting_id is None or (res.data or {}).get("meetingId") == q.meeting_id)
             and (q.session_id is None or (res.data or {}).get("sessionId") == q.session_id)
@@ -171,7 +254,7 @@ class MemoryStore:
 
     def state_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
-        for name, table in self._tables.items():
+        for name, table in self.tables.items():
             for res in table.values():
                 per = counts.setdefault(name, {})
                 per[res.state] = per.get(res.state, 0) + 1
@@ -180,7 +263,7 @@ class MemoryStore:
     def anomalies(self, query: AnomalyQuery) -> list[FeedResult]:
         q = query
         kept = self._anomalies
-        start = bisect_right(kept, max(q.after, self._dropped), key=lambda r: r.seq)
+        start = bisect_right(kept, q.after, key=lambda r: r.seq)
         matching = (
             r for r in islice(kept, start, None)
             if (q.lifecycle is None or r.lifecycle == q.lifecycle)
@@ -191,8 +274,7 @@ class MemoryStore:
         return list(islice(matching, q.limit))
 
     def log(self, after: int, limit: int | None) -> list[FeedResult]:
-        start = bisect_right(self._log, after, key=lambda r: r.seq)
-        return list(islice(self._log, start, None if limit is None else start + limit))
+        return list(islice(self._entries(after), limit))
 
     # -- rebuild and retention ------------------------------------------------------------
 
@@ -200,25 +282,25 @@ class MemoryStore:
         return _Maintenance(self)
 
     def prune(self, before: float) -> int:
-        logged = {(r.lifecycle, r.key): r.seq for r in self._log
-                  if r.lifecycle is not None and r.key is not None}
-        pruned: set[tuple[str | None, ResourceKey | None]] = set()
-        for (name, key), last in logged.items():
-            res = self._tables[name][key]
+        last: dict[ResourceRef, int] = {}
+        for r in self._entries():
+            if r.lifecycle is not None and r.key is not None:
+                last[(r.lifecycle, r.key)] = r.seq
+        pruned = set()
+        for (name, key), seq in last.items():
+            res = self.tables[name][key]
             if res.state in LIFECYCLES[name].final_states and res.entered < before:
-                self._bases[(name, key)] = Snapshot(res.copy(), last)
+                self._bases[(name, key)] = Snapshot(res.copy(), seq)
                 pruned.add((name, key))
-        if not pruned:
-            return 0
-        kept = len(self._log)
-        self._log = self._without(self._log, pruned)
-        self._anomalies = self._without(self._anomalies, pruned)
-        return kept - len(self._log)
-
-    def _without(self, results: Iterable[FeedResult],
-                 refs: Collection[tuple[str | None, ResourceKey | None]]) -> deque[FeedResult]:
-        return deque((r for r in results if (r.lifecycle, r.key) not in refs),
-                     maxlen=self.log_limit)
+        dropped = 0
+        for r in list(self._entries()):
+            if (r.lifecycle, r.key) in pruned:
+                i = r.seq - 1 if self.log_limit is None else (r.seq - 1) % self.log_limit
+                self._payloads[i] = _PRUNED
+                dropped += 1
+        self._anomalies = deque((r for r in self._anomalies if (r.lifecycle, r.key) not in pruned),
+                                maxlen=self.anomaly_limit)
+        return dropped
 
     def close(self) -> None:
         pass
@@ -239,7 +321,7 @@ class _Maintenance:
     def resources(self) -> dict[ResourceRef, Stored]:
         s = self.store
         kept = {}
-        for name, table in s._tables.items():
+        for name, table in s.tables.items():
             for key, res in table.items():
                 base = s._bases.get((name, key))
                 # a snapshot from before the bound dropped events may miss some after it
@@ -247,24 +329,17 @@ class _Maintenance:
         return kept
 
     def events(self) -> Iterator[FeedResult]:
-        return iter(list(self.store._log))
+        return iter(list(self.store._entries()))
 
     def replace(self, changed: Mapping[ResourceRef, tuple[Resource, int, int]],
                 removed: Collection[ResourceRef]) -> None:
         s = self.store
         for (name, key) in removed:
-            s._tables[name].pop(key, None)
+            s.tables[name].pop(key, None)
         for (name, key), (res, _, _) in changed.items():
-            res.history = _history(s._log, name, key, s._cap)
-            s._tables[name][key] = res
-
-
-def _history(log: Iterable[FeedResult], lifecycle: str, key: ResourceKey,
-             cap: int) -> array[float]:
-    """The packed history of a resource, from the log."""
-    h = array("d")
-    for r in log:
-        if r.lifecycle == lifecycle and r.key == key:
-            h.extend((pack(r.seq, r.webhook_type or "", r.outcome), r.timestamp))
-    return h[-cap:] if len(h) > cap else h
+            res.history = array("d")
+            for r in s._entries_of(name, key):  # its history, from the log
+                res.history.extend((pack(r.seq, r.webhook_type or "", r.outcome), r.timestamp))
+            del res.history[:-s.history_cap]
+            s.tables[name][key] = res
 

@@ -14,9 +14,9 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .._records import ResourceRef
+from .._records import Resource, ResourceRef
 from ..errors import StoreUnavailable
-from ._sql import LOAD, RECENT, RECENT_SINCE, SqlStore, _loaded, _recent, _SqlBatch, key_text
+from ._sql import LOAD, RECENT, RECENT_SINCE, Recent, SqlStore, _loaded, _recent, key_text
 
 try:
     import psycopg
@@ -96,7 +96,7 @@ class PostgresStore(SqlStore):
         return int(top)
 
     def _load(self, conn: Any, wanted: Collection[ResourceRef], size: int,
-              since: float | None) -> _SqlBatch:
+              since: float | None) -> tuple[dict[ResourceRef, Resource], list[int], Recent]:
         # every statement is sent before the first answer is read: one round trip
         if wanted:
             conn.execute(_LOCKS, (sorted({_lock_id(lc, key_text(k)) for lc, k in wanted}),))
@@ -104,6 +104,6 @@ class PostgresStore(SqlStore):
         loads = self._send(conn, LOAD, wanted)
         recents = ([] if since is None else
                    self._send(conn, RECENT, wanted, RECENT_SINCE, [since]))
-        return _SqlBatch(_loaded(row for cur in loads for row in cur.fetchall()),
-                         [int(r[0]) for r in seqs.fetchall()],
-                         _recent(row for cur in recents for row in cur.fetchall()))
+        return (_loaded(row for cur in loads for row in cur.fetchall()),
+                [int(r[0]) for r in seqs.fetchall()],
+                _recent(row for cur in recents for row in cur.fetchall()))

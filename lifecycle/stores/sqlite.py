@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .._records import Resource, ResourceRef
+from .._records import FeedResult, Resource, ResourceRef
 from ..errors import InvalidArgument, StoreUnavailable
 from ._sql import SqlStore, _SqlBatch
 
@@ -126,13 +126,13 @@ class SqliteStore(SqlStore):
                 cache[ref] = found.get(ref)
         return {ref: res for ref in wanted if (res := cache[ref]) is not None}
 
-    def _write(self, conn: Any, batch: _SqlBatch) -> None:
-        super()._write(conn, batch)
-        if batch.rows:  # the last number used (a strict batch may stop early)
-            self._top = batch.rows[-1][0]
+    def _write(self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]) -> None:
+        super()._write(conn, batch, results)
+        if results:  # the last number used (a strict batch may stop early)
+            self._top = results[-1].seq
         cache = self._cache
-        for ref, res in batch.touched.items():
-            cache[ref] = res
+        for ref in batch.changed(results):
+            cache[ref] = batch.tables[ref[0]][ref[1]]
             cache.move_to_end(ref)
         while len(cache) > self.cache_size:
             cache.popitem(last=False)
