@@ -56,8 +56,13 @@ def floor(payloads: Sequence[bytes]) -> int:
 
 def floor_into(states: dict[tuple[str, ...], str], payloads: Sequence[bytes]) -> None:
     """The floor's work: each payload decoded and its resource stepped in ``states``."""
-    step = {(s, w): t.target for w, lc in WEBHOOK_TYPES.items()
-            for s, row in lc.table.items() for ww, t in row.items() if ww == w}
+    step = {
+        (s, w): t.target
+        for w, lc in WEBHOOK_TYPES.items()
+        for s, row in lc.table.items()
+        for ww, t in row.items()
+        if ww == w
+    }
     keys = {w: (lc.name, lc.definition.key_fields) for w, lc in WEBHOOK_TYPES.items()}
     loads = orjson.loads
     for b in payloads:
@@ -83,11 +88,18 @@ def naive(payloads: Sequence[bytes]) -> int:
 
 def naive_state(payloads: Sequence[bytes]) -> dict[tuple[str, ...], Machine]:
     machines: dict[tuple[str, ...], Machine] = {}
-    defs = {n: (list(lc.definition.states), [
-        {"trigger": w, "source": a, "dest": b}
-        for a, b in (*lc.definition.forward, *lc.definition.restart)
-        for w, t in lc.definition.webhooks.items() if t == b
-    ]) for n, lc in LIFECYCLES.items()}
+    defs = {
+        n: (
+            list(lc.definition.states),
+            [
+                {"trigger": w, "source": a, "dest": b}
+                for a, b in (*lc.definition.forward, *lc.definition.restart)
+                for w, t in lc.definition.webhooks.items()
+                if t == b
+            ],
+        )
+        for n, lc in LIFECYCLES.items()
+    }
     for b in payloads:
         env = orjson.loads(b)
         tag = env["webhookType"]
@@ -96,15 +108,17 @@ def naive_state(payloads: Sequence[bytes]) -> dict[tuple[str, ...], Machine]:
         m = machines.get(key)
         if m is None:
             states, edges = defs[lc.name]
-            m = machines[key] = Machine(states=states, transitions=edges, initial="idle",
-                                        auto_transitions=False)
+            m = machines[key] = Machine(
+                states=states, transitions=edges, initial="idle", auto_transitions=False
+            )
         with contextlib.suppress(MachineError):
             m.trigger(tag)
     return machines
 
 
-def best(fn: Callable[[Sequence[bytes]], int], payloads: Sequence[bytes],
-         repeat: int) -> tuple[float, int]:
+def best(
+    fn: Callable[[Sequence[bytes]], int], payloads: Sequence[bytes], repeat: int
+) -> tuple[float, int]:
     times = []
     n = 0
     for _ in range(repeat):
@@ -115,8 +129,9 @@ def best(fn: Callable[[Sequence[bytes]], int], payloads: Sequence[bytes],
     return min(times), n
 
 
-def paired(rounds: int, payloads: Sequence[bytes],
-           chunks: int = 10) -> tuple[float, float, list[float], int]:
+def paired(
+    rounds: int, payloads: Sequence[bytes], chunks: int = 10
+) -> tuple[float, float, list[float], int]:
     """``Engine().feed`` against the floor, chunk by chunk, in back-to-back pairs.
 
     The stream is cut into ``chunks``; each round feeds it whole to a fresh floor and a
@@ -126,7 +141,7 @@ def paired(rounds: int, payloads: Sequence[bytes],
     over the rounds, every pair's ratio, and the engine's tracked resources.
     """
     size = -(-len(payloads) // chunks)
-    parts = [payloads[i: i + size] for i in range(0, len(payloads), size)]
+    parts = [payloads[i : i + size] for i in range(0, len(payloads), size)]
     best_floor = best_engine = float("inf")
     ratios = []
     tracked = 0
@@ -137,7 +152,7 @@ def paired(rounds: int, payloads: Sequence[bytes],
         gc.collect()
         for i, part in enumerate(parts):
             t_floor = t_engine = 0.0
-            for which in (("floor", "engine") if (r + i) % 2 == 0 else ("engine", "floor")):
+            for which in ("floor", "engine") if (r + i) % 2 == 0 else ("engine", "floor"):
                 t = time.perf_counter()
                 if which == "floor":
                     floor_into(states, part)
@@ -177,11 +192,19 @@ def keep_engine(payloads: Sequence[bytes]) -> Engine:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="passes over the stream, each in 10 floor/engine pairs; the ratio "
-                    "is the median of the pairs'")
-    ap.add_argument("--naive-events", type=int, default=20_000,
-                    help="feed the naive variant only the first N events (it is slow)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="passes over the stream, each in 10 floor/engine pairs; the ratio "
+        "is the median of the pairs'",
+    )
+    ap.add_argument(
+        "--naive-events",
+        type=int,
+        default=20_000,
+        help="feed the naive variant only the first N events (it is slow)",
+    )
     args = ap.parse_args()
     payloads = make_stream(args.events)
     size = sum(map(len, payloads)) / len(payloads)
@@ -206,14 +229,26 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print(row("floor: orjson.loads + dict step", t_floor, len(payloads), 1.0, None))
     print(row("lifecycle Engine().feed(bytes)", t_engine, len(payloads), ratio, mem / tracked))
-    print(row(f"naive: Machine per resource ({len(naive_payloads):,} events)", t_naive,
-              len(naive_payloads), per_naive / (t_floor / len(payloads)), mem_naive))
-    print(f"engine / floor, {len(ratios)} pairs: {min(ratios):.2f} to {max(ratios):.2f}, "
-          f"median {ratio:.2f}x (target <= 3.5x)")
-    print(f"naive / engine: {per_naive / (t_engine / len(payloads)):.1f}x; "
-          f"naive resources: {naive_n:,}")
-    print(f"engine memory: {mem / tracked:,.0f} bytes per tracked resource (target <= 1228, "
-          "1.2 KiB)")
+    print(
+        row(
+            f"naive: Machine per resource ({len(naive_payloads):,} events)",
+            t_naive,
+            len(naive_payloads),
+            per_naive / (t_floor / len(payloads)),
+            mem_naive,
+        )
+    )
+    print(
+        f"engine / floor, {len(ratios)} pairs: {min(ratios):.2f} to {max(ratios):.2f}, "
+        f"median {ratio:.2f}x (target <= 3.5x)"
+    )
+    print(
+        f"naive / engine: {per_naive / (t_engine / len(payloads)):.1f}x; "
+        f"naive resources: {naive_n:,}"
+    )
+    print(
+        f"engine memory: {mem / tracked:,.0f} bytes per tracked resource (target <= 1228, 1.2 KiB)"
+    )
 
 
 if __name__ == "__main__":

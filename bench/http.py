@@ -64,15 +64,18 @@ def signed_bodies(n: int) -> tuple[list[bytes], list[str], bytes]:
     """``n`` webhook bodies of a realistic stream, their signatures and the public key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     bodies = [orjson.dumps(p) for p in stream(n // 10 + 1, seed=1, shuffle=0.1)][:n]
-    signatures = [base64.b64encode(key.sign(b, padding.PKCS1v15(), hashes.SHA256())).decode()
-                  for b in bodies]
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    signatures = [
+        base64.b64encode(key.sign(b, padding.PKCS1v15(), hashes.SHA256())).decode() for b in bodies
+    ]
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return bodies, signatures, pem
 
 
-def baseline(bodies: list[bytes], signatures: list[str], pem: bytes,
-             folder: Path) -> dict[str, float]:
+def baseline(
+    bodies: list[bytes], signatures: list[str], pem: bytes, folder: Path
+) -> dict[str, float]:
     """In-process rates (per second): single feeds into SQLite, and signature checks."""
     public = serialization.load_pem_public_key(pem)
     assert isinstance(public, rsa.RSAPublicKey)
@@ -102,9 +105,23 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         (folder / "public.pem").write_bytes(pem)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lifecycle", "serve", "--db", str(folder / f"{name}.db"),
-             "--port", str(self.port), "--public-key", str(folder / "public.pem"),
-             "--log-level", "warning", *options], stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "lifecycle",
+                "serve",
+                "--db",
+                str(folder / f"{name}.db"),
+                "--port",
+                str(self.port),
+                "--public-key",
+                str(folder / "public.pem"),
+                "--log-level",
+                "warning",
+                *options,
+            ],
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -122,24 +139,46 @@ class Server:
         self.proc.wait(30)
 
 
-def throughput(url: str, bodies: list[bytes], signatures: list[str], folder: Path,
-               seconds: int, connections: int) -> float:
+def throughput(
+    url: str,
+    bodies: list[bytes],
+    signatures: list[str],
+    folder: Path,
+    seconds: int,
+    connections: int,
+) -> float:
     """Webhooks a second that wrk gets answered 200 (no non-2xx allowed)."""
     data = folder / "requests.tsv"
-    data.write_bytes(b"".join(s.encode() + b"\t" + b + b"\n"
-                              for s, b in zip(signatures, bodies, strict=True)))
+    data.write_bytes(
+        b"".join(s.encode() + b"\t" + b + b"\n" for s, b in zip(signatures, bodies, strict=True))
+    )
     script = folder / "post.lua"
     script.write_text(WRK_SCRIPT)
-    run = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          "-s", str(script), url, "--", str(data)],
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+            "--",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     if "Non-2xx" in run.stdout or "errors" in run.stdout.lower():
         raise RuntimeError(f"wrk saw failures:\n{run.stdout}{run.stderr}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", run.stdout).group(1))  # type: ignore[union-attr]
 
 
-async def fixed_rate(url: str, bodies: list[bytes], signatures: list[str], rate: float,
-                     seconds: float) -> list[float]:
+async def fixed_rate(
+    url: str, bodies: list[bytes], signatures: list[str], rate: float, seconds: float
+) -> list[float]:
     """Send ``rate`` webhooks a second for ``seconds``; each one's latency from when due."""
     total = int(rate * seconds)
     latencies: list[float] = []
@@ -151,8 +190,9 @@ async def fixed_rate(url: str, bodies: list[bytes], signatures: list[str], rate:
             due = start + i / rate
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             k = i % len(bodies)
-            answer = await client.post("/webhooks", content=bodies[k],
-                                       headers={"videosdk-signature": signatures[k]})
+            answer = await client.post(
+                "/webhooks", content=bodies[k], headers={"videosdk-signature": signatures[k]}
+            )
             answer.raise_for_status()
             latencies.append(time.perf_counter() - due)
 
@@ -163,9 +203,14 @@ async def fixed_rate(url: str, bodies: list[bytes], signatures: list[str], rate:
 def server_p99(url: str) -> float:
     """The server's own p99 of answered webhooks: the histogram bucket bound it falls in."""
     text = httpx.get(f"{url}/metrics").text
-    buckets = [(float(m.group(1)), float(m.group(2))) for m in re.finditer(
-        r'lifecycle_request_duration_seconds_bucket\{le="([^"]+)",method="POST",'
-        r'route="/webhooks",status="200"\} (\S+)', text)]
+    buckets = [
+        (float(m.group(1)), float(m.group(2)))
+        for m in re.finditer(
+            r'lifecycle_request_duration_seconds_bucket\{le="([^"]+)",method="POST",'
+            r'route="/webhooks",status="200"\} (\S+)',
+            text,
+        )
+    ]
     total = buckets[-1][1]
     return next(bound for bound, count in buckets if count >= 0.99 * total)
 
@@ -180,8 +225,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--redelivery-window", metavar="SECONDS",
-                        help="run the servers with this redelivery window")
+    parser.add_argument(
+        "--redelivery-window", metavar="SECONDS", help="run the servers with this redelivery window"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/http.py needs wrk: apt-get install wrk")
@@ -190,34 +236,38 @@ def main() -> None:
     bodies, signatures, pem = signed_bodies(args.events)
     base = baseline(bodies, signatures, pem, folder)
 
-    options = ([] if args.redelivery_window is None
-               else ["--redelivery-window", args.redelivery_window])
+    options = (
+        [] if args.redelivery_window is None else ["--redelivery-window", args.redelivery_window]
+    )
     server = Server(folder, pem, "throughput", *options)
     try:
-        rate = throughput(server.url, bodies, signatures, folder, args.seconds,
-                          args.connections)
+        rate = throughput(server.url, bodies, signatures, folder, args.seconds, args.connections)
         stored = server.events()
     finally:
         server.stop()
     server = Server(folder, pem, "latency", *options)
     try:
-        latencies = asyncio.run(fixed_rate(server.url, bodies, signatures, args.rate,
-                                           args.seconds))
+        latencies = asyncio.run(fixed_rate(server.url, bodies, signatures, args.rate, args.seconds))
         inside = server_p99(server.url)
     finally:
         server.stop()
 
     p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
-    print(f"\n{os.cpu_count()} cores; SQLite WAL, synchronous=NORMAL; "
-          f"{len(bodies)} distinct signed bodies, cycled; redelivery window: "
-          f"{args.redelivery_window or 'off'}\n")
+    print(
+        f"\n{os.cpu_count()} cores; SQLite WAL, synchronous=NORMAL; "
+        f"{len(bodies)} distinct signed bodies, cycled; redelivery window: "
+        f"{args.redelivery_window or 'off'}\n"
+    )
     print("| measure | value | ratio |")
     print("|---|---|---|")
     print(f"| in-process `feed` (baseline) | {base['feed']:,.0f}/s | 1.00 |")
-    print(f"| in-process RSA verify | {base['verify']:,.0f}/s | "
-          f"{base['verify'] / base['feed']:.2f} |")
-    print(f"| served, wrk {args.connections} connections, {args.seconds} s | {rate:,.0f}/s | "
-          f"{rate / base['feed']:.2f} |")
+    print(
+        f"| in-process RSA verify | {base['verify']:,.0f}/s | {base['verify'] / base['feed']:.2f} |"
+    )
+    print(
+        f"| served, wrk {args.connections} connections, {args.seconds} s | {rate:,.0f}/s | "
+        f"{rate / base['feed']:.2f} |"
+    )
     print(f"| events the server stored in that run | {stored:,} | |")
     print(f"| served at {args.rate:,.0f}/s: p50 latency | {p50:.2f} ms | |")
     print(f"| served at {args.rate:,.0f}/s: p99 latency | {p99:.2f} ms | |")

@@ -95,13 +95,17 @@ class Store:
                 journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
                 sync = conn.execute("PRAGMA synchronous").fetchone()[0]
                 names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
-                return (f"SQLite {sqlite3.sqlite_version}, journal_mode={journal}, "
-                        f"synchronous={names.get(sync, sync)}, folder {self._folder}")
+                return (
+                    f"SQLite {sqlite3.sqlite_version}, journal_mode={journal}, "
+                    f"synchronous={names.get(sync, sync)}, folder {self._folder}"
+                )
             version = conn.execute("SHOW server_version").fetchone()[0]
             fsync = conn.execute("SHOW fsync").fetchone()[0]
             commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
-            return (f"PostgreSQL {version}, fsync={fsync}, synchronous_commit={commit}, "
-                    f"{_redact(self._url)}")
+            return (
+                f"PostgreSQL {version}, fsync={fsync}, synchronous_commit={commit}, "
+                f"{_redact(self._url)}"
+            )
         finally:
             e.close()
 
@@ -118,8 +122,7 @@ def bench_database(server: str, database: str) -> str:
     import psycopg
 
     with psycopg.connect(server, autocommit=True) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                             (database,)).fetchone()
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if found is None:
             conn.execute(f'CREATE DATABASE "{database}"')
     parts = urlsplit(server)
@@ -139,7 +142,7 @@ def feed(store: StoredEngine, payloads: Sequence[bytes]) -> Outcomes:
 def feed_many(store: StoredEngine, payloads: Sequence[bytes], batch: int) -> Outcomes:
     out: Outcomes = []
     for i in range(0, len(payloads), batch):
-        out.extend(r.outcome for r in store.feed_many(payloads[i: i + batch]))
+        out.extend(r.outcome for r in store.feed_many(payloads[i : i + batch]))
     return out
 
 
@@ -149,13 +152,13 @@ def insert(store: StoredEngine, rows: Sequence[tuple[Any, ...]], batch: int) -> 
     if isinstance(conn, sqlite3.Connection):
         for i in range(0, len(rows), batch):
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(INSERT, rows[i: i + batch])
+            conn.executemany(INSERT, rows[i : i + batch])
             conn.execute("COMMIT")
     else:
         sql = INSERT.replace("?", "%s")
         for i in range(0, len(rows), batch):
             with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(sql, rows[i: i + batch])
+                cur.executemany(sql, rows[i : i + batch])
 
 
 def timed(fn: Callable[..., T], *args: Any) -> tuple[float, T]:
@@ -183,9 +186,16 @@ ROW_FLOOR = "floor: INSERT, 1 row/tx"
 FILLED = "feed, filled"
 
 
-def measure(store: Store, payloads: Sequence[bytes], events: int, feed_n: int,
-            batch: int, rows: Sequence[tuple[Any, ...]], expected: Outcomes,
-            repeat: int) -> list[Row]:
+def measure(
+    store: Store,
+    payloads: Sequence[bytes],
+    events: int,
+    feed_n: int,
+    batch: int,
+    rows: Sequence[tuple[Any, ...]],
+    expected: Outcomes,
+    repeat: int,
+) -> list[Row]:
     """The durable rows of one kind of store, each but one on a fresh store.
 
     ``payloads`` holds ``events`` events, then those fed one by one to the store that
@@ -231,12 +241,12 @@ def check(name: str, variant: str, got: Outcomes, expected: Outcomes) -> None:
     """The store classified the stream as the in-memory engine did."""
     if got != expected:
         wrong = next(i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b)
-        raise SystemExit(f"{name} {variant}: event {wrong + 1} is {got[wrong]}, "
-                         f"in memory {expected[wrong]}")
+        raise SystemExit(
+            f"{name} {variant}: event {wrong + 1} is {got[wrong]}, in memory {expected[wrong]}"
+        )
 
 
-def profile(store: Store, variant: str, payloads: Sequence[bytes], batch: int,
-            top: int) -> None:
+def profile(store: Store, variant: str, payloads: Sequence[bytes], batch: int, top: int) -> None:
     e = store.fresh()
     prof = cProfile.Profile()
     prof.enable()
@@ -252,6 +262,7 @@ def profile(store: Store, variant: str, payloads: Sequence[bytes], batch: int,
 
 
 # -- the report -----------------------------------------------------------------------
+
 
 def label(row: Row, batch: int) -> str:
     if row.variant == BATCH_FLOOR:
@@ -269,18 +280,18 @@ def label(row: Row, batch: int) -> str:
 
 def table(rows: Sequence[Row], batch: int) -> list[str]:
     """The markdown table; "x floor" is against the batch floor of the same store."""
-    floors = {(r.store, r.variant): r.rate for r in rows if r.variant in (BATCH_FLOOR,
-                                                                          ROW_FLOOR)}
-    lines = ["| variant | events | events/s | x floor | x floor of 1 row/tx |",
-             "|---|---|---|---|---|"]
+    floors = {(r.store, r.variant): r.rate for r in rows if r.variant in (BATCH_FLOOR, ROW_FLOOR)}
+    lines = [
+        "| variant | events | events/s | x floor | x floor of 1 row/tx |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         x_batch = x_row = "-"
         if (r.store, BATCH_FLOOR) in floors:
             x_batch = f"{floors[(r.store, BATCH_FLOOR)] / r.rate:.1f}"
         if r.floor == ROW_FLOOR or r.variant == ROW_FLOOR:
             x_row = f"{floors[(r.store, ROW_FLOOR)] / r.rate:.1f}"
-        lines.append(f"| {label(r, batch)} | {r.events:,} | {r.rate:,.0f} | {x_batch} "
-                     f"| {x_row} |")
+        lines.append(f"| {label(r, batch)} | {r.events:,} | {r.rate:,.0f} | {x_batch} | {x_row} |")
     return lines
 
 
@@ -298,39 +309,81 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
         many, one = rate[(store, "feed_many")], rate[(store, "feed")]
         x = rate[(store, BATCH_FLOOR)] / many
         sqlite = store == "SQLite"
-        line(f"{store} `feed_many` >= {TARGET_SQLITE_MANY:,} events/s", f"{many:,.0f}",
-             many >= TARGET_SQLITE_MANY if sqlite else None)
-        line(f"{store} `feed_many` within {TARGET_X_FLOOR:g}x of the bare insert floor",
-             f"{x:.1f}x", x <= TARGET_X_FLOOR if sqlite else None)
-        line(f"{store} `feed` >= {TARGET_SQLITE_FEED:,} events/s", f"{one:,.0f}",
-             one >= TARGET_SQLITE_FEED if sqlite else None)
+        line(
+            f"{store} `feed_many` >= {TARGET_SQLITE_MANY:,} events/s",
+            f"{many:,.0f}",
+            many >= TARGET_SQLITE_MANY if sqlite else None,
+        )
+        line(
+            f"{store} `feed_many` within {TARGET_X_FLOOR:g}x of the bare insert floor",
+            f"{x:.1f}x",
+            x <= TARGET_X_FLOOR if sqlite else None,
+        )
+        line(
+            f"{store} `feed` >= {TARGET_SQLITE_FEED:,} events/s",
+            f"{one:,.0f}",
+            one >= TARGET_SQLITE_FEED if sqlite else None,
+        )
         filled = rate.get((store, FILLED))
         if filled is not None:
-            line(f"{store} `feed` >= {TARGET_SQLITE_FEED:,} events/s, on the filled store",
-                 f"{filled:,.0f}", filled >= TARGET_SQLITE_FEED if sqlite else None)
+            line(
+                f"{store} `feed` >= {TARGET_SQLITE_FEED:,} events/s, on the filled store",
+                f"{filled:,.0f}",
+                filled >= TARGET_SQLITE_FEED if sqlite else None,
+            )
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--events", type=int, default=200_000,
-                    help="events for memory, feed_many and the floor (default 200,000)")
-    ap.add_argument("--feed-events", type=int, default=20_000,
-                    help="events for feed, one transaction each (default 20,000)")
-    ap.add_argument("--filled-events", type=int, default=5_000,
-                    help="events then fed one by one to the store feed_many filled")
-    ap.add_argument("--repeat", type=int, default=2,
-                    help="runs of the batch floor and feed_many, the best kept (default 2)")
+    ap.add_argument(
+        "--events",
+        type=int,
+        default=200_000,
+        help="events for memory, feed_many and the floor (default 200,000)",
+    )
+    ap.add_argument(
+        "--feed-events",
+        type=int,
+        default=20_000,
+        help="events for feed, one transaction each (default 20,000)",
+    )
+    ap.add_argument(
+        "--filled-events",
+        type=int,
+        default=5_000,
+        help="events then fed one by one to the store feed_many filled",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="runs of the batch floor and feed_many, the best kept (default 2)",
+    )
     ap.add_argument("--batch", type=int, default=1_000, help="events a transaction")
-    ap.add_argument("--postgres", metavar="URL", default=None,
-                    help="a PostgreSQL server, e.g. postgresql://postgres@127.0.0.1/postgres")
-    ap.add_argument("--pg-database", default="lifecycle_bench",
-                    help="the database used (created, its tables dropped) on that server")
-    ap.add_argument("--dir", type=Path, default=None,
-                    help="where the SQLite files go (default: a new temporary folder)")
-    ap.add_argument("--profile", default=None,
-                    choices=["sqlite-feed", "sqlite-feed_many", "pg-feed", "pg-feed_many"],
-                    help="profile one variant with cProfile instead of the table")
+    ap.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=None,
+        help="a PostgreSQL server, e.g. postgresql://postgres@127.0.0.1/postgres",
+    )
+    ap.add_argument(
+        "--pg-database",
+        default="lifecycle_bench",
+        help="the database used (created, its tables dropped) on that server",
+    )
+    ap.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the SQLite files go (default: a new temporary folder)",
+    )
+    ap.add_argument(
+        "--profile",
+        default=None,
+        choices=["sqlite-feed", "sqlite-feed_many", "pg-feed", "pg-feed_many"],
+        help="profile one variant with cProfile instead of the table",
+    )
     ap.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     args = ap.parse_args()
     feed_n = min(args.feed_events, args.events)
@@ -347,8 +400,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         stores = [Store("SQLite", folder=Path(folder))]
         if args.postgres:
-            stores.append(Store("PostgreSQL", url=bench_database(args.postgres,
-                                                                  args.pg_database)))
+            stores.append(Store("PostgreSQL", url=bench_database(args.postgres, args.pg_database)))
         if args.profile:
             kind, _, variant = args.profile.partition("-")
             chosen = [s for s in stores if s.name == {"pg": "PostgreSQL"}.get(kind, "SQLite")]
@@ -358,9 +410,11 @@ def main() -> None:
             profile(chosen[0], variant, payloads[:n], args.batch, args.top)
             return
 
-        print(f"stream: {args.events:,} + {args.filled_events:,} events, {size:.0f} bytes "
-              "each on average; "
-              f"Python {platform.python_version()}, {os.cpu_count()} cores")
+        print(
+            f"stream: {args.events:,} + {args.filled_events:,} events, {size:.0f} bytes "
+            "each on average; "
+            f"Python {platform.python_version()}, {os.cpu_count()} cores"
+        )
         for store in stores:
             print(f"{store.name}: {store.settings()}")
         if not args.postgres:
@@ -369,8 +423,9 @@ def main() -> None:
         t_memory, _ = best(engine, first, max(args.repeat, 1))
         measured = [Row("memory", "`Engine().feed(bytes)`", len(first), t_memory)]
         for store in stores:
-            measured += measure(store, payloads, args.events, feed_n, args.batch, rows,
-                                expected, args.repeat)
+            measured += measure(
+                store, payloads, args.events, feed_n, args.batch, rows, expected, args.repeat
+            )
     print()
     print("\n".join(table(measured, args.batch)))
     print()

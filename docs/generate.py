@@ -65,33 +65,52 @@ def lifecycle_section(lc: Lifecycle) -> str:
     order = d.states.index
     restarts = [f"`{a}` → `{b}`" for a, b in d.restart]
     starts = [w for w, t in d.webhooks.items() if t == lc.entry_state]
-    scoped = (f"yes: {_code(starts)} after the session ended warns `after_session_end`"
-              if d.session_scoped else "no")
-    facts = _table(["Property", "Value"], [
-        ["Key fields", _code(d.key_fields)],
-        ["Event shape", f"`{d.shape.__name__}`"],
-        ["States", _code(d.states)],
-        ["Final states", _code(sorted(lc.final_states, key=order))],
-        ["Restart edges", ", ".join(restarts) or "none"],
-        ["Session scoped", scoped],
-    ])
+    scoped = (
+        f"yes: {_code(starts)} after the session ended warns `after_session_end`"
+        if d.session_scoped
+        else "no"
+    )
+    facts = _table(
+        ["Property", "Value"],
+        [
+            ["Key fields", _code(d.key_fields)],
+            ["Event shape", f"`{d.shape.__name__}`"],
+            ["States", _code(d.states)],
+            ["Final states", _code(sorted(lc.final_states, key=order))],
+            ["Restart edges", ", ".join(restarts) or "none"],
+            ["Session scoped", scoped],
+        ],
+    )
     types = _table(
         ["Webhook type", "Event class", "Leads to"],
-        ([f"`{w}`", f"`{lc.event_classes[w].__name__}`", f"`{t}`"]
-         for w, t in d.webhooks.items()),
+        ([f"`{w}`", f"`{lc.event_classes[w].__name__}`", f"`{t}`"] for w, t in d.webhooks.items()),
     )
-    edges = [(a, b, "forward") for a, b in sorted(d.forward, key=lambda e: (order(e[0]),
-                                                                           order(e[1])))]
+    edges = [
+        (a, b, "forward") for a, b in sorted(d.forward, key=lambda e: (order(e[0]), order(e[1])))
+    ]
     edges += [(a, b, "restart") for a, b in d.restart]
     transitions = _table(
         ["From", "Webhook type(s)", "To", "Kind"],
-        ([f"`{a}`", _code(w for w, t in d.webhooks.items() if t == b), f"`{b}`", kind]
-         for a, b, kind in edges),
+        (
+            [f"`{a}`", _code(w for w, t in d.webhooks.items() if t == b), f"`{b}`", kind]
+            for a, b, kind in edges
+        ),
     )
-    return "\n".join([
-        *facts, "", mermaid_block(lc), "", "### Webhook types", "", *types, "",
-        "### Transitions", "", *transitions,
-    ])
+    return "\n".join(
+        [
+            *facts,
+            "",
+            mermaid_block(lc),
+            "",
+            "### Webhook types",
+            "",
+            *types,
+            "",
+            "### Transitions",
+            "",
+            *transitions,
+        ]
+    )
 
 
 def index_section() -> str:
@@ -99,16 +118,29 @@ def index_section() -> str:
     rows = []
     for name, lc in LIFECYCLES.items():
         d = lc.definition
-        rows.append([
-            f"[{name}]({name}.md)", _code(d.key_fields), _code(d.states[1:]),
-            _code(sorted(lc.final_states, key=d.states.index)),
-            _code(sorted({b for _, b in d.restart})), str(len(d.webhooks)),
-        ])
-    return "\n".join(_table(
-        ["Lifecycle", "Key fields", "States (after `idle`)", "Final", "Restarts to",
-         "Webhook types"],
-        rows,
-    ))
+        rows.append(
+            [
+                f"[{name}]({name}.md)",
+                _code(d.key_fields),
+                _code(d.states[1:]),
+                _code(sorted(lc.final_states, key=d.states.index)),
+                _code(sorted({b for _, b in d.restart})),
+                str(len(d.webhooks)),
+            ]
+        )
+    return "\n".join(
+        _table(
+            [
+                "Lifecycle",
+                "Key fields",
+                "States (after `idle`)",
+                "Final",
+                "Restarts to",
+                "Webhook types",
+            ],
+            rows,
+        )
+    )
 
 
 def _camel(name: str) -> str:
@@ -118,8 +150,13 @@ def _camel(name: str) -> str:
 
 def _field(name: str, hint: object) -> str:
     """A field by its wire name, with its kind when it is not a string."""
-    what = (" (timestamp)" if hint == datetime | str | None else
-            " (list of `FileDetail`)" if "FileDetail" in str(hint) else "")
+    what = (
+        " (timestamp)"
+        if hint == datetime | str | None
+        else " (list of `FileDetail`)"
+        if "FileDetail" in str(hint)
+        else ""
+    )
     return f"`{_camel(name)}`{what}"
 
 
@@ -131,22 +168,37 @@ def events_section() -> str:
         hints = get_type_hints(d.shape)  # resolved here: attrs may hold them as text
         fields = [a.name for a in attrs.fields(d.shape) if a.name not in _BASE]
         optional = [_field(f, hints[f]) for f in fields if _camel(f) not in d.key_fields]
-        shapes.append([f"`{d.shape.__name__}`", f"[{name}](lifecycles/{name}.md)",
-                       _code(d.key_fields), ", ".join(optional) or "none"])
+        shapes.append(
+            [
+                f"`{d.shape.__name__}`",
+                f"[{name}](lifecycles/{name}.md)",
+                _code(d.key_fields),
+                ", ".join(optional) or "none",
+            ]
+        )
     shape_table = _table(["Shape", "Lifecycle", "Key fields", "Other fields"], shapes)
     rows = []
     for w, lc in WEBHOOK_TYPES.items():
         cls = lc.event_classes[w]
-        rows.append([f"`{w}`", f"`{cls.__name__}`", f"`{lc.definition.shape.__name__}`",
-                     f"[{lc.name}](lifecycles/{lc.name}.md)", f"`{lc.definition.webhooks[w]}`"])
+        rows.append(
+            [
+                f"`{w}`",
+                f"`{cls.__name__}`",
+                f"`{lc.definition.shape.__name__}`",
+                f"[{lc.name}](lifecycles/{lc.name}.md)",
+                f"`{lc.definition.webhooks[w]}`",
+            ]
+        )
     type_table = _table(["Webhook type", "Class", "Shape", "Lifecycle", "Leads to"], rows)
     return "\n".join([*shape_table, "", *type_table])
 
 
 def stub(name: str) -> str:
     """A new lifecycle page: a title, a reminder to write its prose, empty markers."""
-    return (f"# {name}\n\nTODO: what a `{name}` resource is, and the `data` its status "
-            f"keeps.\n\n## Definition\n\n{BEGIN}\n{END}\n")
+    return (
+        f"# {name}\n\nTODO: what a `{name}` resource is, and the `data` its status "
+        f"keeps.\n\n## Definition\n\n{BEGIN}\n{END}\n"
+    )
 
 
 def splice(text: str, body: str, where: str = "page") -> str:
@@ -222,8 +274,9 @@ def write() -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: rewrite the generated sections, or ``--check`` them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 listing the pages that drift")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 listing the pages that drift"
+    )
     args = parser.parse_args(argv)
     if args.check:
         problems = drift()

@@ -28,14 +28,20 @@ def main(path: Path, db: str) -> None:
         print(f"{status.lifecycle:<30} {'/'.join(status.key):<58} {status.state}")
     print(f"\nanomalies: {dict(outcomes)}")
     for r in engine.anomalies():
-        print(f"  #{r.seq} {r.webhook_type}: {r.outcome.value} in {r.before!r}"
-              + (f" warnings={list(r.warnings)}" if r.warnings else ""))
+        print(
+            f"  #{r.seq} {r.webhook_type}: {r.outcome.value} in {r.before!r}"
+            + (f" warnings={list(r.warnings)}" if r.warnings else "")
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("file", nargs="?", type=Path,
-                        default=Path(__file__).with_name("videosdk-webhook-examples.jsonl"))
+    parser.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        default=Path(__file__).with_name("videosdk-webhook-examples.jsonl"),
+    )
     parser.add_argument("--db", help="database URL (default: a new temporary SQLite file)")
     args = parser.parse_args()
     main(args.file, args.db or f"sqlite:///{tempfile.mkdtemp()}/lifecycle.db")

@@ -78,6 +78,7 @@ class _Group(click.Group):
 
 # -- shared options ----------------------------------------------------------------------
 
+
 def _known(names: Iterable[str], what: str) -> Callable[..., str | None]:
     """A click callback refusing, in one line, a value that is not one of ``names``."""
     known = list(names)
@@ -92,16 +93,24 @@ def _known(names: Iterable[str], what: str) -> Callable[..., str | None]:
 
 def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     """Several click decorators as one, applied in the order given (top to bottom)."""
+
     def apply(f: F) -> F:
         for d in reversed(decorators):
             f = d(f)
         return f
+
     return apply
 
 
 def _format(*choices: str) -> Callable[[F], F]:
-    return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0],
-                        show_default=True, help="Output format.")
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output format.",
+    )
 
 
 def _example(*lines: str) -> str:
@@ -110,21 +119,37 @@ def _example(*lines: str) -> str:
 
 
 _known_lifecycle = _known(LIFECYCLES, "lifecycle")
-_db = click.option("--db", metavar="URL", envvar="LIFECYCLE_DB", show_envvar=True,
-                   default="lifecycle.db", show_default=True,
-                   help="Database URL: sqlite:///path.db, a path, or postgresql://user@host/db.")
-_lifecycle = click.option("--lifecycle", "lifecycle_name", metavar="NAME",
-                          callback=_known_lifecycle, help="Only this lifecycle.")
+_db = click.option(
+    "--db",
+    metavar="URL",
+    envvar="LIFECYCLE_DB",
+    show_envvar=True,
+    default="lifecycle.db",
+    show_default=True,
+    help="Database URL: sqlite:///path.db, a path, or postgresql://user@host/db.",
+)
+_lifecycle = click.option(
+    "--lifecycle",
+    "lifecycle_name",
+    metavar="NAME",
+    callback=_known_lifecycle,
+    help="Only this lifecycle.",
+)
 _meeting = click.option("--meeting", metavar="ID", help="Only this meeting (meetingId).")
 _session = click.option("--session", metavar="ID", help="Only this session (sessionId).")
 _limit = click.option("--limit", type=click.IntRange(min=0), help="At most this many.")
 _query = _options(_db, _lifecycle, _meeting, _session, _limit)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=_example("lifecycle simulate --meetings 20 --shuffle 0.05 > webhooks.jsonl",
-                             "lifecycle replay webhooks.jsonl",
-                             "lifecycle anomalies --outcome gap"))
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_example(
+        "lifecycle simulate --meetings 20 --shuffle 0.05 > webhooks.jsonl",
+        "lifecycle replay webhooks.jsonl",
+        "lifecycle anomalies --outcome gap",
+    ),
+)
 @click.version_option(__version__, prog_name="lifecycle")
 def main() -> None:
     """VideoSDK webhooks turned into live, queryable state machines."""
@@ -132,14 +157,16 @@ def main() -> None:
 
 # -- output ------------------------------------------------------------------------------
 
+
 def _console(stderr: bool = False) -> Console:
     """A console without markup (webhook text is shown as is).
 
     Off a terminal, lines are as long as their content: a pipe or a file gets whole keys.
     """
     file = sys.stderr if stderr else sys.stdout
-    return Console(file=file, width=None if file.isatty() else 1000, markup=False,
-                   emoji=False, highlight=False)
+    return Console(
+        file=file, width=None if file.isatty() else 1000, markup=False, emoji=False, highlight=False
+    )
 
 
 def _print(*sections: RenderableType) -> None:
@@ -172,20 +199,24 @@ def _detail(r: FeedResult) -> str:
 
 def _table(*headers: str, title: str | None = None) -> Table:
     """A table whose cells fold rather than lose text (keys and types have no spaces)."""
-    return Table(*(Column(h, overflow="fold", min_width=_MIN_WIDTHS.get(h)) for h in headers),
-                 title=title, box=box.SIMPLE_HEAD, show_edge=False)
+    return Table(
+        *(Column(h, overflow="fold", min_width=_MIN_WIDTHS.get(h)) for h in headers),
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )
 
 
 _MIN_WIDTHS = {"seq": 3, "outcome": 12, "state": 9}
 
 
 def _anomaly_table(results: Sequence[FeedResult], title: str | None = None) -> Table:
-    table = _table("seq", "outcome", "webhook type", "key", "before → after", "detail",
-                   title=title)
+    table = _table("seq", "outcome", "webhook type", "key", "before → after", "detail", title=title)
     for r in results:
         states = f"{r.before} → {r.after}" if r.before is not None else ""
-        table.add_row(str(r.seq), r.outcome.value, r.webhook_type or "", _key(r.key), states,
-                      _detail(r))
+        table.add_row(
+            str(r.seq), r.outcome.value, r.webhook_type or "", _key(r.key), states, _detail(r)
+        )
     return table
 
 
@@ -200,10 +231,15 @@ def _resource_view(s: ResourceStatus) -> Iterator[Table]:
     """One resource: its key, state and data, then its history."""
     about = Table.grid(padding=(0, 2))
     fields = LIFECYCLES[s.lifecycle].definition.key_fields
-    rows = [("lifecycle", s.lifecycle), *zip(fields, s.key, strict=True),
-            ("state", s.state), ("entered at", _time(s.entered_at))]
-    rows += [(f"data.{f}", v if isinstance(v, str) else _dumps(v).decode())
-             for f, v in s.data.items()]
+    rows = [
+        ("lifecycle", s.lifecycle),
+        *zip(fields, s.key, strict=True),
+        ("state", s.state),
+        ("entered at", _time(s.entered_at)),
+    ]
+    rows += [
+        (f"data.{f}", v if isinstance(v, str) else _dumps(v).decode()) for f, v in s.data.items()
+    ]
     for name, value in rows:
         about.add_row(name, value)
     yield about
@@ -226,6 +262,7 @@ def _state_counts(statuses: Iterable[ResourceStatus]) -> Table:
 
 # -- the engine --------------------------------------------------------------------------
 
+
 def _open_engine(db: str, must_exist: bool = False) -> closing[Engine]:
     """``Engine.open(db)``, closed on exit; ``must_exist`` refuses a missing SQLite file."""
     path = sqlite_path(db)
@@ -235,6 +272,7 @@ def _open_engine(db: str, must_exist: bool = False) -> closing[Engine]:
 
 
 # -- replay ------------------------------------------------------------------------------
+
 
 @attrs.define
 class _Run:
@@ -266,8 +304,13 @@ class _Run:
 
     def resources(self, engine: Engine) -> list[ResourceStatus]:
         names = {name for name, _ in self.touched}
-        return [s for name in LIFECYCLES if name in names
-                for s in engine.resources(lifecycle=name) if (s.lifecycle, s.key) in self.touched]
+        return [
+            s
+            for name in LIFECYCLES
+            if name in names
+            for s in engine.resources(lifecycle=name)
+            if (s.lifecycle, s.key) in self.touched
+        ]
 
 
 def _open_input(name: str) -> IO[bytes]:
@@ -318,10 +361,16 @@ def _replay(engine: Engine, inputs: Sequence[tuple[IO[bytes], str]], batch: int)
     """Feed every input in batches; a transient progress bar on a terminal for big ones."""
     sizes = [_size(f) for f, _ in inputs]
     total = None if None in sizes else sum(s or 0 for s in sizes)
-    progress = Progress(TextColumn("replaying"), BarColumn(), TaskProgressColumn(),
-                        TextColumn("{task.fields[events]:,} events"), TimeElapsedColumn(),
-                        console=_console(stderr=True), transient=True,
-                        disable=not sys.stderr.isatty())
+    progress = Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[events]:,} events"),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
     task = progress.add_task("replay", total=total, events=0)
     run = _Run(engine.events_fed)
     shown = False
@@ -329,10 +378,8 @@ def _replay(engine: Engine, inputs: Sequence[tuple[IO[bytes], str]], batch: int)
         for f, name in inputs:
             for items in _batches(_webhooks(f, name), batch):
                 run.add(engine.feed_many([payload for payload, _ in items]))
-                progress.update(task, advance=sum(n for _, n in items),
-                                events=run.events)
-                if not shown and ((total or 0) > BIG_INPUT_BYTES
-                                  or run.events > BIG_INPUT_EVENTS):
+                progress.update(task, advance=sum(n for _, n in items), events=run.events)
+                if not shown and ((total or 0) > BIG_INPUT_BYTES or run.events > BIG_INPUT_EVENTS):
                     progress.start()
                     shown = True
     finally:
@@ -341,19 +388,27 @@ def _replay(engine: Engine, inputs: Sequence[tuple[IO[bytes], str]], batch: int)
     return run
 
 
-@main.command(epilog=_example(
-    "lifecycle replay examples/videosdk-webhook-examples.jsonl",
-    "lifecycle replay --db sqlite:///state.db --format json day1.jsonl day2.jsonl",
-    "curl -s https://host/webhooks.json | lifecycle replay --fail-on-anomaly -"))
+@main.command(
+    epilog=_example(
+        "lifecycle replay examples/videosdk-webhook-examples.jsonl",
+        "lifecycle replay --db sqlite:///state.db --format json day1.jsonl day2.jsonl",
+        "curl -s https://host/webhooks.json | lifecycle replay --fail-on-anomaly -",
+    )
+)
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @_db
 @_format("table", "json")
-@click.option("--fail-on-anomaly", is_flag=True,
-              help="Exit with status 1 when this run found an anomaly.")
-@click.option("--batch", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Events committed per transaction.")
-def replay(files: tuple[str, ...], db: str, fmt: str, fail_on_anomaly: bool,
-           batch: int) -> None:
+@click.option(
+    "--fail-on-anomaly", is_flag=True, help="Exit with status 1 when this run found an anomaly."
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Events committed per transaction.",
+)
+def replay(files: tuple[str, ...], db: str, fmt: str, fail_on_anomaly: bool, batch: int) -> None:
     """Feed webhook files to the database and report what this run did.
 
     A FILE holds JSON lines (one webhook a line, fed as its raw bytes) or one JSON
@@ -367,35 +422,53 @@ def replay(files: tuple[str, ...], db: str, fmt: str, fail_on_anomaly: bool,
         resources = run.resources(engine)
     outcomes = {o.value: run.outcomes[o] for o in Outcome}
     if fmt == "json":
-        _print_json({"events": run.events, "outcomes": outcomes,
-                     "resources": [status_json(s, history=False) for s in resources],
-                     "anomalies": [result_json(a) for a in anomalies]})
+        _print_json(
+            {
+                "events": run.events,
+                "outcomes": outcomes,
+                "resources": [status_json(s, history=False) for s in resources],
+                "anomalies": [result_json(a) for a in anomalies],
+            }
+        )
     else:
         shown = anomalies[:TABLE_ROWS]
         more = len(anomalies) - len(shown)
-        _print(_state_counts(resources),
-               f"events: {run.events} ("
-               + ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items())
-               + f"), anomalies: {len(anomalies)}",
-               *([_anomaly_table(shown)] if shown else []),
-               *([f"{more} more: lifecycle anomalies --after {shown[-1].seq}"] if more else []))
+        _print(
+            _state_counts(resources),
+            f"events: {run.events} ("
+            + ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items())
+            + f"), anomalies: {len(anomalies)}",
+            *([_anomaly_table(shown)] if shown else []),
+            *([f"{more} more: lifecycle anomalies --after {shown[-1].seq}"] if more else []),
+        )
     if fail_on_anomaly and anomalies:
         sys.exit(1)
 
 
 # -- queries -----------------------------------------------------------------------------
 
-@main.command(epilog=_example(
-    "lifecycle status --lifecycle recording --state stopped",
-    "lifecycle status --meeting jvsg-8rjn-j304 --format json",
-    "lifecycle status recording jvsg-8rjn-j304 613731342f27f56e4fc4b6d0"))
+
+@main.command(
+    epilog=_example(
+        "lifecycle status --lifecycle recording --state stopped",
+        "lifecycle status --meeting jvsg-8rjn-j304 --format json",
+        "lifecycle status recording jvsg-8rjn-j304 613731342f27f56e4fc4b6d0",
+    )
+)
 @click.argument("resource", nargs=-1, metavar="[LIFECYCLE KEY...]")
 @_query
 @click.option("--state", help="Only resources in this state.")
 @_format("table", "json")
-def status(resource: tuple[str, ...], db: str, lifecycle_name: str | None,
-           meeting: str | None, session: str | None, limit: int | None, state: str | None,
-           fmt: str) -> None:
+def status(
+    resource: tuple[str, ...],
+    db: str,
+    lifecycle_name: str | None,
+    meeting: str | None,
+    session: str | None,
+    limit: int | None,
+    state: str | None,
+    fmt: str,
+) -> None:
     """List tracked resources, or show one (LIFECYCLE KEY...) with its history."""
     if resource and any(v is not None for v in (lifecycle_name, meeting, session, limit, state)):
         raise CliError("give LIFECYCLE KEY... or filter options, not both")
@@ -421,22 +494,38 @@ def _show_resource(db: str, name: str, key: tuple[str, ...], fmt: str) -> None:
         _print(*_resource_view(found))
 
 
-@main.command(epilog=_example(
-    "lifecycle anomalies --outcome illegal --lifecycle recording",
-    "lifecycle anomalies --after 1200 --limit 50 --format json"))
+@main.command(
+    epilog=_example(
+        "lifecycle anomalies --outcome illegal --lifecycle recording",
+        "lifecycle anomalies --after 1200 --limit 50 --format json",
+    )
+)
 @_query
-@click.option("--outcome", metavar="OUTCOME",
-              callback=_known((o.value for o in Outcome), "outcome"),
-              help="Only this outcome (applied means applied with warnings).")
-@click.option("--after", type=click.IntRange(min=0), default=0,
-              help="Only events after this seq (exclusive).")
+@click.option(
+    "--outcome",
+    metavar="OUTCOME",
+    callback=_known((o.value for o in Outcome), "outcome"),
+    help="Only this outcome (applied means applied with warnings).",
+)
+@click.option(
+    "--after", type=click.IntRange(min=0), default=0, help="Only events after this seq (exclusive)."
+)
 @_format("table", "json")
-def anomalies(db: str, lifecycle_name: str | None, meeting: str | None, session: str | None,
-              limit: int | None, outcome: str | None, after: int, fmt: str) -> None:
+def anomalies(
+    db: str,
+    lifecycle_name: str | None,
+    meeting: str | None,
+    session: str | None,
+    limit: int | None,
+    outcome: str | None,
+    after: int,
+    fmt: str,
+) -> None:
     """List the events that were not a clean applied, in feed order."""
     with _open_engine(db, must_exist=True) as engine:
-        found = engine.anomalies(lifecycle_name, outcome, meeting, session, after=after,
-                                 limit=limit)
+        found = engine.anomalies(
+            lifecycle_name, outcome, meeting, session, after=after, limit=limit
+        )
     if fmt == "json":
         _print_json([result_json(r) for r in found])
     else:
@@ -445,41 +534,69 @@ def anomalies(db: str, lifecycle_name: str | None, meeting: str | None, session:
 
 # -- diagram, simulate, serve ------------------------------------------------------------
 
-@main.command(epilog=_example("lifecycle diagram recording",
-                              "lifecycle diagram hls --format dot | dot -Tsvg > hls.svg"))
+
+@main.command(
+    epilog=_example(
+        "lifecycle diagram recording", "lifecycle diagram hls --format dot | dot -Tsvg > hls.svg"
+    )
+)
 @click.argument("name", metavar="[LIFECYCLE]", required=False, callback=_known_lifecycle)
 @_format("mermaid", "dot")
 def diagram(name: str | None, fmt: str) -> None:
     """Print the state diagram of a lifecycle (of every one when none is named)."""
     chosen = [LIFECYCLES[name]] if name is not None else LIFECYCLES.values()
-    click.echo("\n\n".join((lc.mermaid() if fmt == "mermaid" else lc.dot()).rstrip("\n")
-                           for lc in chosen))
+    click.echo(
+        "\n\n".join((lc.mermaid() if fmt == "mermaid" else lc.dot()).rstrip("\n") for lc in chosen)
+    )
 
 
 _chance = click.FloatRange(0, 1)
 
 
-@main.command(epilog=_example("lifecycle simulate --meetings 100 --seed 7 > clean.jsonl",
-                              "lifecycle simulate --meetings 100 --shuffle 0.05 --duplicate 0.02"
-                              " --drop 0.01 --output faulty.jsonl"))
-@click.option("--meetings", type=click.IntRange(min=1), required=True,
-              help="How many meeting sessions.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed: the same seed gives the same bytes.")
-@click.option("--shuffle", type=_chance, default=0.0, show_default=True,
-              help="Chance that an event is swapped with one of the next ten.")
-@click.option("--duplicate", type=_chance, default=0.0, show_default=True,
-              help="Chance that an event is delivered again a little later.")
-@click.option("--drop", type=_chance, default=0.0, show_default=True,
-              help="Chance that an event is lost.")
+@main.command(
+    epilog=_example(
+        "lifecycle simulate --meetings 100 --seed 7 > clean.jsonl",
+        "lifecycle simulate --meetings 100 --shuffle 0.05 --duplicate 0.02"
+        " --drop 0.01 --output faulty.jsonl",
+    )
+)
+@click.option(
+    "--meetings", type=click.IntRange(min=1), required=True, help="How many meeting sessions."
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed: the same seed gives the same bytes.",
+)
+@click.option(
+    "--shuffle",
+    type=_chance,
+    default=0.0,
+    show_default=True,
+    help="Chance that an event is swapped with one of the next ten.",
+)
+@click.option(
+    "--duplicate",
+    type=_chance,
+    default=0.0,
+    show_default=True,
+    help="Chance that an event is delivered again a little later.",
+)
+@click.option(
+    "--drop", type=_chance, default=0.0, show_default=True, help="Chance that an event is lost."
+)
 @click.option("--output", metavar="FILE", help="Write to FILE instead of stdout.")
-def simulate(meetings: int, seed: int, shuffle: float, duplicate: float, drop: float,
-             output: str | None) -> None:
+def simulate(
+    meetings: int, seed: int, shuffle: float, duplicate: float, drop: float, output: str | None
+) -> None:
     """Write realistic webhooks as JSON lines, with the faults asked for."""
     with ExitStack() as stack:
         try:
-            out = (stack.enter_context(open(output, "wb")) if output is not None
-                   else sys.stdout.buffer)
+            out = (
+                stack.enter_context(open(output, "wb")) if output is not None else sys.stdout.buffer
+            )
         except OSError as e:
             raise CliError(f"cannot write {output}: {e.strerror}") from e
         for payload in stream(meetings, seed, shuffle=shuffle, duplicate=duplicate, drop=drop):
@@ -490,44 +607,97 @@ def simulate(meetings: int, seed: int, shuffle: float, duplicate: float, drop: f
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
-@main.command("serve", epilog=_example(
-    "lifecycle serve --public-key videosdk.pem",
-    "LIFECYCLE_TOKEN=s3cret lifecycle serve --host 0.0.0.0 --db postgresql://app@db/lifecycle",
-    "lifecycle serve --insecure-no-signature --port 9000   # local tests only"))
+@main.command(
+    "serve",
+    epilog=_example(
+        "lifecycle serve --public-key videosdk.pem",
+        "LIFECYCLE_TOKEN=s3cret lifecycle serve --host 0.0.0.0 --db postgresql://app@db/lifecycle",
+        "lifecycle serve --insecure-no-signature --port 9000   # local tests only",
+    ),
+)
 @_db
-@click.option("--host", metavar="HOST", default="127.0.0.1", show_default=True,
-              help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              help="Port to listen on.")
-@click.option("--public-key", metavar="FILE",
-              help="PEM file of the key that checks webhook signatures [env var: "
-              "LIFECYCLE_PUBLIC_KEY holds the PEM text itself].")
-@click.option("--insecure-no-signature", is_flag=True,
-              help="Accept webhooks without checking their signature.")
-@click.option("--token", metavar="TOKEN", envvar="LIFECYCLE_TOKEN", show_envvar=True,
-              help="Bearer token the read endpoints ask for.")
+@click.option(
+    "--host", metavar="HOST", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on.",
+)
+@click.option(
+    "--public-key",
+    metavar="FILE",
+    help="PEM file of the key that checks webhook signatures [env var: "
+    "LIFECYCLE_PUBLIC_KEY holds the PEM text itself].",
+)
+@click.option(
+    "--insecure-no-signature",
+    is_flag=True,
+    help="Accept webhooks without checking their signature.",
+)
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    envvar="LIFECYCLE_TOKEN",
+    show_envvar=True,
+    help="Bearer token the read endpoints ask for.",
+)
 @click.option("--public-read", is_flag=True, help="Serve the read endpoints without a token.")
-@click.option("--max-body", type=click.IntRange(min=1), default=65536, show_default=True,
-              metavar="BYTES", help="Largest webhook body accepted.")
-@click.option("--redelivery-window", type=click.FloatRange(min=0, min_open=True),
-              metavar="SECONDS",
-              help="Count a byte-identical webhook within this window as a redelivery.")
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1),
+    default=65536,
+    show_default=True,
+    metavar="BYTES",
+    help="Largest webhook body accepted.",
+)
+@click.option(
+    "--redelivery-window",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Count a byte-identical webhook within this window as a redelivery.",
+)
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
-def serve_command(db: str, host: str, port: int, public_key: str | None,
-                  insecure_no_signature: bool, token: str | None, public_read: bool,
-                  max_body: int, redelivery_window: float | None, log_level: str) -> None:
+def serve_command(
+    db: str,
+    host: str,
+    port: int,
+    public_key: str | None,
+    insecure_no_signature: bool,
+    token: str | None,
+    public_read: bool,
+    max_body: int,
+    redelivery_window: float | None,
+    log_level: str,
+) -> None:
     """Receive webhooks over HTTP into the database, and answer queries."""
     try:
         from ._http import ServerConfig, serve
     except ImportError as e:
-        raise CliError("lifecycle serve needs the server extra: "
-                       "pip install 'videosdk-lifecycle[server]'") from e
+        raise CliError(
+            "lifecycle serve needs the server extra: pip install 'videosdk-lifecycle[server]'"
+        ) from e
     try:
-        pem = (Path(public_key).read_bytes() if public_key is not None
-               else os.environ.get("LIFECYCLE_PUBLIC_KEY", "").encode() or None)
+        pem = (
+            Path(public_key).read_bytes()
+            if public_key is not None
+            else os.environ.get("LIFECYCLE_PUBLIC_KEY", "").encode() or None
+        )
     except OSError as e:
         raise CliError(f"cannot read {public_key}: {e.strerror}") from e
-    serve(ServerConfig(db=db, host=host, port=port, public_key=pem,
-                       insecure_no_signature=insecure_no_signature, token=token,
-                       public_read=public_read, max_body=max_body,
-                       redelivery_window=redelivery_window, log_level=log_level))
+    serve(
+        ServerConfig(
+            db=db,
+            host=host,
+            port=port,
+            public_key=pem,
+            insecure_no_signature=insecure_no_signature,
+            token=token,
+            public_read=public_read,
+            max_body=max_body,
+            redelivery_window=redelivery_window,
+            log_level=log_level,
+        )
+    )

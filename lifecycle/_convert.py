@@ -25,7 +25,12 @@ from ._lifecycles import WEBHOOK_TYPES
 from .errors import DefinitionError, InvalidEvent
 
 __all__ = [
-    "AnyEvent", "converter", "decode", "dump_event", "encode_payload", "inspect_data",
+    "AnyEvent",
+    "converter",
+    "decode",
+    "dump_event",
+    "encode_payload",
+    "inspect_data",
     "parse_event",
 ]
 
@@ -41,8 +46,9 @@ def camel(name: str) -> str:
 
 
 def _type_name(v: object) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(v), type(v).__name__
+    )
 
 
 def parse_time(text: str) -> datetime | None:
@@ -78,13 +84,16 @@ def _check_files(v: object) -> str | None:
             return problem
         path, url = f.get("filePath"), f.get("fileUrl")
         if (path is not None and not isinstance(path, str)) or (
-                url is not None and not isinstance(url, str)):
+            url is not None and not isinstance(url, str)
+        ):
             return problem
     return None
 
 
 _CHECKS: dict[object, Callable[[object], str | None]] = {
-    str: _check_string, str | None: _check_string, ev.Timestamp: _check_time,
+    str: _check_string,
+    str | None: _check_string,
+    ev.Timestamp: _check_time,
     tuple[ev.FileDetail, ...] | None: _check_files,
 }
 """How a ``data`` field of each type the event classes use is checked."""
@@ -110,13 +119,16 @@ def _spec(cls: type[ev.Event], key: tuple[str, ...]) -> _Spec:
             continue
         check = _CHECKS.get(a.type)
         if check is None:
-            raise DefinitionError(f"{cls.__name__}.{a.name}: no check for fields of type "
-                                  f"{a.type!r}; add one to _CHECKS")
+            raise DefinitionError(
+                f"{cls.__name__}.{a.name}: no check for fields of type "
+                f"{a.type!r}; add one to _CHECKS"
+            )
         checks[camel(a.name)] = check
     for k in key:
         checks.pop(k)
-    return _Spec(cls.webhook_type, key, checks, frozenset(checks) | set(key), itemgetter(*key),
-                 len(key) == 1)
+    return _Spec(
+        cls.webhook_type, key, checks, frozenset(checks) | set(key), itemgetter(*key), len(key) == 1
+    )
 
 
 SPECS: dict[str, _Spec] = {
@@ -169,9 +181,15 @@ def _check_key(spec: _Spec, data: Mapping[str, Any]) -> None:
     for f in spec.key:
         v = data.get(f)
         if not isinstance(v, str) or not v or "\x00" in v:
-            why = ("is missing" if v is None else "is empty" if v == "" else
-                   f"must be a string, got {_type_name(v)}" if not isinstance(v, str) else
-                   "contains a NUL character")
+            why = (
+                "is missing"
+                if v is None
+                else "is empty"
+                if v == ""
+                else f"must be a string, got {_type_name(v)}"
+                if not isinstance(v, str)
+                else "contains a NUL character"
+            )
             raise InvalidEvent(f"{spec.webhook_type}: data.{f} {why}")
 
 
@@ -198,8 +216,7 @@ def decode(payload: Payload) -> tuple[Mapping[str, Any], str, str]:
         key = ALIAS
         tag = env.get(ALIAS)
         if tag is None:
-            raise InvalidEvent(
-                "no webhookType: the payload has neither 'webhookType' nor 'type'")
+            raise InvalidEvent("no webhookType: the payload has neither 'webhookType' nor 'type'")
     if type(tag) is not str and not isinstance(tag, str):
         raise InvalidEvent(f"{key} must be a string, got {_type_name(tag)}")
     return env, key, tag
@@ -230,9 +247,16 @@ def _make_converter() -> Converter:
         s_over, u_over = overrides(cls)
         struct = make_dict_structure_fn(cls, conv, **s_over)
         unstruct = make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **u_over)
-        conv.register_structure_hook(cls, lambda d, _: struct(
-            {**{k: v for k, v in d.items() if k in wire and v is not None},
-             "__extra__": {k: v for k, v in d.items() if k not in wire or v is None}}, cls))
+        conv.register_structure_hook(
+            cls,
+            lambda d, _: struct(
+                {
+                    **{k: v for k, v in d.items() if k in wire and v is not None},
+                    "__extra__": {k: v for k, v in d.items() if k not in wire or v is None},
+                },
+                cls,
+            ),
+        )
         conv.register_unstructure_hook(cls, lambda o: {**unstruct(o), **o.extra})
 
     with_extra(ev.FileDetail)
@@ -242,13 +266,15 @@ def _make_converter() -> Converter:
         struct = make_dict_structure_fn(cls, conv, **s_over)
         unstruct = make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **u_over)
 
-        def structure(env: Mapping[str, Any], cl: type[Any], _s: Any = struct,
-                      _spec: _Spec = spec) -> ev.Event:
+        def structure(
+            env: Mapping[str, Any], cl: type[Any], _s: Any = struct, _spec: _Spec = spec
+        ) -> ev.Event:
             data = env.get("data")
             _, warnings, bad = inspect_data(_spec, data)
             assert isinstance(data, Mapping)
-            known = {k: v for k, v in data.items()
-                     if k in _spec.wire and v is not None and k not in bad}
+            known = {
+                k: v for k, v in data.items() if k in _spec.wire and v is not None and k not in bad
+            }
             known["__extra__"] = {k: v for k, v in data.items() if k not in known}
             known["__envelope__"] = {k: v for k, v in env.items() if k not in (TAG, "data")}
             known["__warnings__"] = tuple(warnings)
@@ -267,6 +293,8 @@ def _make_converter() -> Converter:
 AnyEvent: Any = Union[  # noqa: UP007 - a runtime union of the generated classes
     tuple(lc.event_classes[w] for w, lc in WEBHOOK_TYPES.items())
 ]
+
+
 @functools.cache
 def converter() -> Converter:
     """The converter of every webhook event (camelCase on the wire), built when first used."""

@@ -33,8 +33,20 @@ from ._records import (
 from .errors import DefinitionError, InvalidEvent, LifecycleViolation
 
 __all__ = [
-    "Parsed", "Rejected", "Replay", "Route", "digest", "digest_bytes", "history_of", "pack",
-    "parse", "reject", "session_ref", "status_of", "step", "touched",
+    "Parsed",
+    "Rejected",
+    "Replay",
+    "Route",
+    "digest",
+    "digest_bytes",
+    "history_of",
+    "pack",
+    "parse",
+    "reject",
+    "session_ref",
+    "status_of",
+    "step",
+    "touched",
 ]
 
 # -- packed history entries -------------------------------------------------------------
@@ -48,7 +60,8 @@ TYPE_CODE = {w: i for i, w in enumerate(TYPES)}
 if len(OUTCOMES) > 1 << OUTCOME_BITS or len(TYPES) > 1 << TYPE_BITS:
     raise DefinitionError(
         f"{len(OUTCOMES)} outcomes and {len(TYPES)} webhook types do not fit the "
-        f"{OUTCOME_BITS} and {TYPE_BITS} bits of a history entry: widen them in _core")
+        f"{OUTCOME_BITS} and {TYPE_BITS} bits of a history entry: widen them in _core"
+    )
 SHIFT = OUTCOME_BITS + TYPE_BITS
 
 
@@ -63,20 +76,31 @@ def history_of(res: Resource) -> tuple[HistoryEntry, ...]:
     entries = []
     for i in range(0, len(h), 2):
         n = int(h[i])
-        entries.append(HistoryEntry(n >> SHIFT, TYPES[(n >> OUTCOME_BITS) & 127],
-                                    OUTCOMES[n & 7], utc(h[i + 1])))
+        entries.append(
+            HistoryEntry(
+                n >> SHIFT, TYPES[(n >> OUTCOME_BITS) & 127], OUTCOMES[n & 7], utc(h[i + 1])
+            )
+        )
     return tuple(entries)
 
 
-def status_of(lifecycle: str, key: ResourceKey, res: Resource,
-              history: tuple[HistoryEntry, ...] | None = None) -> ResourceStatus:
+def status_of(
+    lifecycle: str, key: ResourceKey, res: Resource, history: tuple[HistoryEntry, ...] | None = None
+) -> ResourceStatus:
     """The public status of ``res``; its own packed history unless one is given."""
     data = res.data or dict(zip(LIFECYCLES[lifecycle].definition.key_fields, key, strict=True))
-    return ResourceStatus(lifecycle, key, res.state, utc(res.entered), data,
-                          history_of(res) if history is None else history)
+    return ResourceStatus(
+        lifecycle,
+        key,
+        res.state,
+        utc(res.entered),
+        data,
+        history_of(res) if history is None else history,
+    )
 
 
 # -- parsing and routing ----------------------------------------------------------------
+
 
 class Route(NamedTuple):
     """All the hot path needs for one webhook type, gathered once."""
@@ -97,8 +121,7 @@ def _route(lc: Lifecycle, tag: str) -> Route:
     d = lc.definition
     steps = {s: row[tag] for s, row in lc.table.items()}
     starts = d.session_scoped and d.webhooks[tag] == lc.entry_state
-    return Route(d.name, SPECS[tag], steps, starts, bool(d.restart),
-                 TYPE_CODE[tag] << OUTCOME_BITS)
+    return Route(d.name, SPECS[tag], steps, starts, bool(d.restart), TYPE_CODE[tag] << OUTCOME_BITS)
 
 
 ROUTES = {tag: _route(lc, tag) for tag, lc in WEBHOOK_TYPES.items()}
@@ -144,8 +167,9 @@ def parse(payload: Payload) -> Parsed | Rejected:
     route = ROUTES.get(tag)
     if route is None:
         if "\x00" in tag:  # no database keeps it as text
-            return Rejected(Outcome.MALFORMED, f"{TAG} {tag!r} contains a NUL character",
-                            None, payload)
+            return Rejected(
+                Outcome.MALFORMED, f"{TAG} {tag!r} contains a NUL character", None, payload
+            )
         return Rejected(Outcome.UNKNOWN_TYPE, f"unknown webhookType {tag!r}", tag, payload)
     data: Any = env.get("data")
     try:
@@ -190,11 +214,12 @@ def digest_bytes(blob: bytes) -> bytes:
 
 # -- one step ---------------------------------------------------------------------------
 
+
 def reject(r: Rejected, seq: int, now: float) -> FeedResult:
     """The result of a payload that names no resource."""
-    return FeedResult(seq, r.outcome, None, None, r.webhook_type, None, None, (), (), r.reason,
-                      now, r.payload)
-
+    return FeedResult(
+        seq, r.outcome, None, None, r.webhook_type, None, None, (), (), r.reason, now, r.payload
+    )
 
 
 def violation(result: FeedResult) -> LifecycleViolation:
@@ -202,8 +227,10 @@ def violation(result: FeedResult) -> LifecycleViolation:
     if result.lifecycle is None:  # malformed or unknown_type
         text = f"{result.outcome.value}: {result.reason}"
     else:
-        text = (f"{result.outcome.value} on {result.lifecycle} {'/'.join(result.key or ())}"
-                f": {result.webhook_type} in state {result.before!r}")
+        text = (
+            f"{result.outcome.value} on {result.lifecycle} {'/'.join(result.key or ())}"
+            f": {result.webhook_type} in state {result.before!r}"
+        )
     return LifecycleViolation(text, result)
 
 
@@ -216,8 +243,15 @@ Tables = Mapping[str, MutableMapping[ResourceKey, Resource]]
 """Resources by lifecycle name and key: what :func:`step` reads and changes."""
 
 
-def step(p: Parsed, tables: Tables, seq: int, now: float, redelivered: bool = False,
-         strict: bool = False, history_cap: int = 0) -> FeedResult:
+def step(
+    p: Parsed,
+    tables: Tables,
+    seq: int,
+    now: float,
+    redelivered: bool = False,
+    strict: bool = False,
+    history_cap: int = 0,
+) -> FeedResult:
     """Classify ``p`` against its resource in ``tables``, apply it there, and return the
     result.
 
@@ -242,9 +276,9 @@ def step(p: Parsed, tables: Tables, seq: int, now: float, redelivered: bool = Fa
     else:
         outcome = cell.outcome
         if starts:  # session_ref(p), inlined on the hot path
-            ids = data.get("meetingId"), data.get("sessionId")
-            if type(ids[0]) is str and type(ids[1]) is str:
-                session = tables["session"].get(ids)
+            meeting, session_id = data.get("meetingId"), data.get("sessionId")
+            if type(meeting) is str and type(session_id) is str:
+                session = tables["session"].get((meeting, session_id))
                 if session is not None and session.state == "ended":
                     warnings = (*warnings, AFTER_SESSION_END)
     if restarts and res is not None and res.cycle_id is not None:
@@ -256,10 +290,23 @@ def step(p: Parsed, tables: Tables, seq: int, now: float, redelivered: bool = Fa
         ):
             outcome = _OUT_OF_ORDER
     changed = outcome is _APPLIED or outcome is _GAP
-    result = _new(FeedResult, (  # a named tuple's own __new__ is a Python call
-        seq, outcome, name, key, webhook_type, before, cell.target if changed else before,
-        cell.missing if outcome is _GAP else (), warnings, None, now, payload,
-    ))
+    result = _new(
+        FeedResult,
+        (  # a named tuple's own __new__ is a Python call
+            seq,
+            outcome,
+            name,
+            key,
+            webhook_type,
+            before,
+            cell.target if changed else before,
+            cell.missing if outcome is _GAP else (),
+            warnings,
+            None,
+            now,
+            payload,
+        ),
+    )
     if strict and outcome is not _APPLIED and outcome is not _DUPLICATE:
         raise violation(result)
     if res is None:
@@ -283,6 +330,7 @@ def step(p: Parsed, tables: Tables, seq: int, now: float, redelivered: bool = Fa
 
 
 # -- replay -----------------------------------------------------------------------------
+
 
 class Replay:
     """Resources recomputed by feeding logged results through the core again.
@@ -315,8 +363,9 @@ class Replay:
         if type(p) is not Parsed:  # a payload the rules of this release refuse
             return
         ref = (p.route.lifecycle, p.key)
-        if ref in self.truncated or (not self.whole_log and logged.before != IDLE
-                                     and self.get(ref) is None):
+        if ref in self.truncated or (
+            not self.whole_log and logged.before != IDLE and self.get(ref) is None
+        ):
             self.truncated.add(ref)  # its log starts after its first event
             return
         step(p, self.tables, logged.seq, logged.timestamp, REDELIVERY in logged.warnings)

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from attrs import frozen
 
@@ -67,14 +67,17 @@ class Engine:
         history_limit: int | None = None,
         redelivery_window: float | None = None,
     ) -> None:
-        if store is None:
-            store = MemoryStore(history_limit=100 if history_limit is None else history_limit)
-        elif history_limit is not None:
+        if store is not None and history_limit is not None:
             raise InvalidArgument("history_limit belongs to the store when a store is given")
         if redelivery_window is not None and not redelivery_window > 0:
-            raise InvalidArgument("redelivery_window must be a positive number of seconds, "
-                                  f"not {redelivery_window}")
-        self.store = store
+            raise InvalidArgument(
+                f"redelivery_window must be a positive number of seconds, not {redelivery_window}"
+            )
+        self.store: Store = (
+            store
+            if store is not None
+            else MemoryStore(history_limit=100 if history_limit is None else history_limit)
+        )
         self.strict = strict
         self.redelivery_window = redelivery_window
         self._clock = clock
@@ -102,8 +105,12 @@ class Engine:
         options: dict[str, Any] = {"history_limit": history_limit}
         if synchronous is not None:
             options["synchronous"] = synchronous
-        return cls(open_store(url, **options), strict=strict, clock=clock,
-                   redelivery_window=redelivery_window)
+        return cls(
+            open_store(url, **options),
+            strict=strict,
+            clock=clock,
+            redelivery_window=redelivery_window,
+        )
 
     # -- feeding ------------------------------------------------------------------
 
@@ -126,11 +133,12 @@ class Engine:
     def _feed(self, items: list[Parsed | Rejected]) -> list[FeedResult]:
         """The feed loop: parsed payloads stepped through the core in one batch."""
         now = self._clock()
-        since = None if self.redelivery_window is None else now - self.redelivery_window
+        window = self.redelivery_window
+        since = None if window is None else now - window
         strict = self.strict
         results: list[FeedResult] = []
         # with a redelivery window, the digest of each result's payload (None: no resource)
-        digests: list[bytes | None] | None = None if since is None else []
+        digests: list[bytes | None] = []
         violation: LifecycleViolation | None = None
         batch = self.store.begin(items, since)
         tables, cap, seqs = batch.tables, batch.history_cap, batch.seqs
@@ -139,27 +147,25 @@ class Engine:
                 seq = seqs[i]
                 if type(item) is Parsed:
                     redelivered = False
-                    if digests is not None:  # a redelivery window: has it come before?
+                    if since is not None:  # a redelivery window: has it come before?
                         digest = core.digest(item.payload)
-                        redelivered = batch.seen(item.route.lifecycle, item.key, digest,
-                                                 now - self.redelivery_window)  # type: ignore[operator]
+                        redelivered = batch.seen(item.route.lifecycle, item.key, digest, since)
                         digests.append(digest)
                     results.append(step(item, tables, seq, now, redelivered, strict, cap))
                 else:
-                    result = core.reject(item, seq, now)
+                    result = core.reject(cast(Rejected, item), seq, now)
                     if strict:
                         raise core.violation(result)
-                    if digests is not None:
+                    if since is not None:
                         digests.append(None)
                     results.append(result)
         except LifecycleViolation as v:  # strict: keep the events before it
             violation = v
-            if digests is not None:
-                del digests[len(results):]
+            del digests[len(results) :]
         except BaseException:
             batch.abort()
             raise
-        batch.commit(results, digests)
+        batch.commit(results, digests if since is not None else None)
         if self._subscriptions:
             for result in results:
                 if result.changed:
@@ -207,8 +213,9 @@ class Engine:
         """The sequence number of the last payload fed (counting pruned ones)."""
         return self.store.last_seq()
 
-    def status(self, lifecycle: str, *key: str, at: int | datetime | None = None,
-               **ids: str) -> ResourceStatus | None:
+    def status(
+        self, lifecycle: str, *key: str, at: int | datetime | None = None, **ids: str
+    ) -> ResourceStatus | None:
         """The status of one resource, by its key values or snake_case key fields.
 
         ``engine.status("recording", meeting_id="m", session_id="s")``; None when the
@@ -235,9 +242,10 @@ class Engine:
         res = replay.get((name, key))
         if res is None:
             return None
-        history = tuple(HistoryEntry(r.seq, r.webhook_type or "", r.outcome, r.received_at)
-                        for r in logged)
-        return status_of(name, key, res, history[-self.store.history_limit:])
+        history = tuple(
+            HistoryEntry(r.seq, r.webhook_type or "", r.outcome, r.received_at) for r in logged
+        )
+        return status_of(name, key, res, history[-self.store.history_limit :])
 
     def resources(
         self,
@@ -259,7 +267,8 @@ class Engine:
         if _nul(meeting_id, session_id, state):
             return []
         return self.store.resources(
-            ResourceQuery(lifecycle, meeting_id, session_id, state, limit, offset))
+            ResourceQuery(lifecycle, meeting_id, session_id, state, limit, offset)
+        )
 
     def state_counts(self) -> dict[str, dict[str, int]]:
         """How many resources are in each state: ``{lifecycle: {state: count}}``.
@@ -268,8 +277,11 @@ class Engine:
         states that have resources.
         """
         counts = self.store.state_counts()
-        return {name: {s: counts[name][s] for s in lc.states if s in counts[name]}
-                for name, lc in LIFECYCLES.items() if counts.get(name)}
+        return {
+            name: {s: counts[name][s] for s in lc.states if s in counts[name]}
+            for name, lc in LIFECYCLES.items()
+            if counts.get(name)
+        }
 
     def anomalies(
         self,
@@ -293,12 +305,14 @@ class Engine:
         try:
             want = Outcome(outcome) if outcome is not None else None
         except ValueError:
-            raise InvalidArgument(f"unknown outcome {outcome!r}; known: "
-                                  f"{', '.join(o.value for o in Outcome)}") from None
+            raise InvalidArgument(
+                f"unknown outcome {outcome!r}; known: {', '.join(o.value for o in Outcome)}"
+            ) from None
         if _nul(meeting_id, session_id):
             return []
         return self.store.anomalies(
-            AnomalyQuery(lifecycle, want, meeting_id, session_id, after, limit))
+            AnomalyQuery(lifecycle, want, meeting_id, session_id, after, limit)
+        )
 
     def log(self, after: int = 0, limit: int | None = None) -> list[FeedResult]:
         """Logged results in sequence order, from ``after`` (exclusive)."""
@@ -331,8 +345,7 @@ class Engine:
                 if old is None or old.resource.fields() != res.fields():
                     diffs.append((*ref, old.resource.state if old else None, res.state))
                     changed[ref] = (res, first, last)
-            removed = ([ref for ref in stored if replay.get(ref) is None] if store.whole_log
-                       else [])
+            removed = [ref for ref in stored if replay.get(ref) is None] if store.whole_log else []
             diffs += [(*ref, stored[ref].resource.state, IDLE) for ref in removed]
             if diffs:
                 m.replace(changed, removed)
@@ -345,8 +358,9 @@ class Engine:
         start from); anomalies of malformed and unknown payloads are kept. Returns the
         number of log entries dropped.
         """
-        return self.store.prune(before.timestamp() if isinstance(before, datetime)
-                                else float(before))
+        return self.store.prune(
+            before.timestamp() if isinstance(before, datetime) else float(before)
+        )
 
     # -- the rest --------------------------------------------------------------------
 

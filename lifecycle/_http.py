@@ -98,14 +98,18 @@ def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
 def check(config: ServerConfig) -> rsa.RSAPublicKey | None:
     """Refuse settings that cannot work or would expose the server; the verifying key."""
     if config.public_key is None and not config.insecure_no_signature:
-        raise ConfigError("no public key to verify webhook signatures: give --public-key FILE "
-                          "(or LIFECYCLE_PUBLIC_KEY), or --insecure-no-signature to accept "
-                          "unsigned webhooks")
+        raise ConfigError(
+            "no public key to verify webhook signatures: give --public-key FILE "
+            "(or LIFECYCLE_PUBLIC_KEY), or --insecure-no-signature to accept "
+            "unsigned webhooks"
+        )
     if config.public_key is not None and config.insecure_no_signature:
         raise ConfigError("--public-key and --insecure-no-signature contradict each other")
     if not config.token and not config.public_read and not _is_loopback(config.host):
-        raise ConfigError(f"refusing to serve status on {config.host} without a token: give "
-                          "--token (or LIFECYCLE_TOKEN), or --public-read to allow anyone")
+        raise ConfigError(
+            f"refusing to serve status on {config.host} without a token: give "
+            "--token (or LIFECYCLE_TOKEN), or --public-read to allow anyone"
+        )
     if config.max_body < 1:
         raise ConfigError("--max-body must be at least 1 byte")
     if config.redelivery_window is not None and not config.redelivery_window > 0:
@@ -114,6 +118,7 @@ def check(config: ServerConfig) -> rsa.RSAPublicKey | None:
 
 
 # -- the engine's threads ---------------------------------------------------------------
+
 
 class _Worker:
     """An engine with a thread of its own: calls run there one at a time."""
@@ -153,8 +158,9 @@ class _Feeder:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await self._worker.call(self._worker.engine.feed_many,
-                                                  [body for body, _ in batch])
+                results = await self._worker.call(
+                    self._worker.engine.feed_many, [body for body, _ in batch]
+                )
             except Exception as e:  # the store failed: every webhook of the batch is retried
                 for _, done in batch:
                     if not done.done():
@@ -175,33 +181,46 @@ class _Feeder:
 
 # -- metrics --------------------------------------------------------------------------
 
+
 class _Metrics:
     def __init__(self) -> None:
         self.registry = prom.CollectorRegistry()
         self.webhooks = prom.Counter(
-            "lifecycle_webhooks", "Webhooks fed, by type and outcome.",
-            ["webhook_type", "outcome"], registry=self.registry)
+            "lifecycle_webhooks",
+            "Webhooks fed, by type and outcome.",
+            ["webhook_type", "outcome"],
+            registry=self.registry,
+        )
         self.refused = prom.Counter(
-            "lifecycle_webhooks_refused", "Webhooks answered without being fed, by reason.",
-            ["reason"], registry=self.registry)
+            "lifecycle_webhooks_refused",
+            "Webhooks answered without being fed, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.resources = prom.Gauge(
-            "lifecycle_resources", "Tracked resources, by lifecycle and state.",
-            ["lifecycle", "state"], registry=self.registry)
+            "lifecycle_resources",
+            "Tracked resources, by lifecycle and state.",
+            ["lifecycle", "state"],
+            registry=self.registry,
+        )
         self.latency = prom.Histogram(
-            "lifecycle_request_duration_seconds", "Time to answer a request, by route.",
-            ["method", "route", "status"], registry=self.registry,
-            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+            "lifecycle_request_duration_seconds",
+            "Time to answer a request, by route.",
+            ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         for name, lc in LIFECYCLES.items():  # every series exists from the start
             for state in lc.states:
                 self.resources.labels(name, state)
 
     def fed(self, result: FeedResult) -> None:
         known = result.webhook_type in WEBHOOK_TYPES
-        self.webhooks.labels(result.webhook_type if known else "other",
-                             result.outcome.value).inc()
+        self.webhooks.labels(result.webhook_type if known else "other", result.outcome.value).inc()
 
 
 # -- requests ---------------------------------------------------------------------------
+
 
 def _json(value: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(_dumps(value), status, headers, media_type="application/json")
@@ -286,13 +305,18 @@ class _Api:
         scheme, _, value = given.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token.encode())
 
-    def read(self, handler: Callable[[Request], Awaitable[Response]]
-             ) -> Callable[[Request], Awaitable[Response]]:
+    def read(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
         """A read endpoint: bearer token checked, bad arguments 400, a lost store 503."""
+
         async def endpoint(request: Request) -> Response:
             if not self._authorized(request):
-                return _error(401, "a valid bearer token is required",
-                              {"WWW-Authenticate": 'Bearer realm="lifecycle"'})
+                return _error(
+                    401,
+                    "a valid bearer token is required",
+                    {"WWW-Authenticate": 'Bearer realm="lifecycle"'},
+                )
             try:
                 return await handler(request)
             except _BadRequest as e:
@@ -300,6 +324,7 @@ class _Api:
             except StoreUnavailable as e:
                 log.error("store unavailable: %s", e)
                 return _error(503, "the store is unavailable", {"Retry-After": "5"})
+
         return endpoint
 
     async def webhook(self, request: Request) -> Response:
@@ -344,8 +369,12 @@ class _Api:
             problem = f"the {SIGNATURE_HEADER} header is missing"
         else:
             try:
-                self.key.verify(base64.b64decode(header, validate=True), body,
-                                padding.PKCS1v15(), hashes.SHA256())
+                self.key.verify(
+                    base64.b64decode(header, validate=True),
+                    body,
+                    padding.PKCS1v15(),
+                    hashes.SHA256(),
+                )
                 return None
             except (binascii.Error, ValueError):
                 problem = f"the {SIGNATURE_HEADER} header is not base64"
@@ -360,12 +389,20 @@ class _Api:
         limit = _page_arg(request, "limit", 100, MAX_PAGE)
         offset = _page_arg(request, "offset", 0)
         found = await self.reader.call(
-            self.reader.engine.resources, _lifecycle_arg(q.get("lifecycle")),
-            q.get("meetingId"), q.get("sessionId"), q.get("state"),
-            limit=limit, offset=offset)
-        return _json({"items": [status_json(s, history=False) for s in found],
-                      "next": _next(request, offset=offset + limit)
-                      if len(found) == limit > 0 else None})
+            self.reader.engine.resources,
+            _lifecycle_arg(q.get("lifecycle")),
+            q.get("meetingId"),
+            q.get("sessionId"),
+            q.get("state"),
+            limit=limit,
+            offset=offset,
+        )
+        return _json(
+            {
+                "items": [status_json(s, history=False) for s in found],
+                "next": _next(request, offset=offset + limit) if len(found) == limit > 0 else None,
+            }
+        )
 
     async def resource(self, request: Request) -> Response:
         name = _lifecycle_arg(request.path_params["lifecycle"])
@@ -373,8 +410,11 @@ class _Api:
         key = tuple(request.path_params["key"].split("/"))
         fields = LIFECYCLES[name].definition.key_fields
         if len(key) != len(fields):
-            return _error(404, f"no such path: {name} is keyed by {'/'.join(fields)}, "
-                          f"{len(fields)} values, not {len(key)}")
+            return _error(
+                404,
+                f"no such path: {name} is keyed by {'/'.join(fields)}, "
+                f"{len(fields)} values, not {len(key)}",
+            )
         found = await self.reader.call(self.reader.engine.status, name, *key)
         if found is None:
             return _error(404, f"no {name} {'/'.join(key)}")
@@ -384,16 +424,25 @@ class _Api:
         q = request.query_params
         outcome = q.get("outcome")
         if outcome is not None and outcome not in _OUTCOMES:
-            raise _BadRequest(f"unknown outcome {outcome!r}; known: "
-                              f"{', '.join(o.value for o in Outcome)}")
+            raise _BadRequest(
+                f"unknown outcome {outcome!r}; known: {', '.join(o.value for o in Outcome)}"
+            )
         limit = _page_arg(request, "limit", 100, MAX_PAGE)
         found = await self.reader.call(
-            self.reader.engine.anomalies, _lifecycle_arg(q.get("lifecycle")), outcome,
-            q.get("meetingId"), q.get("sessionId"),
-            after=_page_arg(request, "after", 0), limit=limit)
-        return _json({"items": [result_json(r) for r in found],
-                      "next": _next(request, after=found[-1].seq)
-                      if len(found) == limit > 0 else None})
+            self.reader.engine.anomalies,
+            _lifecycle_arg(q.get("lifecycle")),
+            outcome,
+            q.get("meetingId"),
+            q.get("sessionId"),
+            after=_page_arg(request, "after", 0),
+            limit=limit,
+        )
+        return _json(
+            {
+                "items": [result_json(r) for r in found],
+                "next": _next(request, after=found[-1].seq) if len(found) == limit > 0 else None,
+            }
+        )
 
     async def session(self, request: Request) -> Response:
         session_id = request.path_params["session_id"]
@@ -405,16 +454,23 @@ class _Api:
             grouped.setdefault(s.lifecycle, []).append(status_json(s, history=False))
         session = grouped.pop("session", [None])[0]
         meeting = session["key"]["meetingId"] if session else found[0].data.get("meetingId")
-        return _json({"sessionId": session_id, "meetingId": meeting, "session": session,
-                      "resources": grouped})
+        return _json(
+            {
+                "sessionId": session_id,
+                "meetingId": meeting,
+                "session": session,
+                "resources": grouped,
+            }
+        )
 
     async def metrics_text(self, request: Request) -> Response:
         counts = await self.reader.call(self.reader.engine.state_counts)
         for name, lc in LIFECYCLES.items():
             for state in lc.states:
                 self.metrics.resources.labels(name, state).set(counts.get(name, {}).get(state, 0))
-        return Response(prom.generate_latest(self.metrics.registry),
-                        media_type=prom.CONTENT_TYPE_LATEST)
+        return Response(
+            prom.generate_latest(self.metrics.registry), media_type=prom.CONTENT_TYPE_LATEST
+        )
 
     async def healthz(self, request: Request) -> Response:
         engine = self.reader.engine
@@ -456,8 +512,12 @@ class _AccessLog:
             path = getattr(route, "path", "unmatched")
             self.api.metrics.latency.labels(scope["method"], path, str(status)).observe(elapsed)
             if log.isEnabledFor(logging.INFO):
-                extra = {"method": scope["method"], "path": scope["path"], "status": status,
-                         "ms": round(elapsed * 1000, 2)}
+                extra = {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                }
                 outcome = scope.get("state", {}).get("outcome")
                 if outcome is not None:
                     extra["outcome"] = outcome
@@ -492,6 +552,7 @@ def create_app(config: ServerConfig) -> ASGIApp:
 
 # -- running ----------------------------------------------------------------------------
 
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per log line: time, level, logger, message and its fields."""
 
@@ -509,15 +570,16 @@ class JsonFormatter(logging.Formatter):
 
 
 def _log_config(level: str) -> dict[str, Any]:
-    handler = {"class": "logging.StreamHandler", "formatter": "json",
-               "stream": "ext://sys.stderr"}
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"stderr": handler},
-        "loggers": {name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
-                    for name in ("lifecycle", "uvicorn", "uvicorn.error")},
+        "loggers": {
+            name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+            for name in ("lifecycle", "uvicorn", "uvicorn.error")
+        },
     }
 
 
@@ -531,17 +593,40 @@ def serve(config: ServerConfig) -> None:
     Engine.open(config.db).close()  # a bad database URL fails here, not at the first request
     logging.config.dictConfig(_log_config(config.log_level))
     if config.public_key is None:
-        log.warning("SIGNATURES ARE NOT VERIFIED (--insecure-no-signature): anyone who can "
-                    "reach this port can feed events")
+        log.warning(
+            "SIGNATURES ARE NOT VERIFIED (--insecure-no-signature): anyone who can "
+            "reach this port can feed events"
+        )
     if not config.token:
-        log.warning("status endpoints need no token" + (
-            " and are open to every host (--public-read)" if config.public_read else
-            " (bound to a loopback address)"))
-    log.info("serving", extra={"fields": {
-        "url": f"http://{config.host}:{config.port}", "db": _redact(config.db),
-        "signatures": "not verified" if config.public_key is None else "verified",
-        "read_token": bool(config.token), "redelivery_window": config.redelivery_window}})
-    uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=config.port, log_config=None, access_log=False,
-        log_level=config.log_level, timeout_graceful_shutdown=30, lifespan="on",
-    )).run()
+        log.warning(
+            "status endpoints need no token"
+            + (
+                " and are open to every host (--public-read)"
+                if config.public_read
+                else " (bound to a loopback address)"
+            )
+        )
+    log.info(
+        "serving",
+        extra={
+            "fields": {
+                "url": f"http://{config.host}:{config.port}",
+                "db": _redact(config.db),
+                "signatures": "not verified" if config.public_key is None else "verified",
+                "read_token": bool(config.token),
+                "redelivery_window": config.redelivery_window,
+            }
+        },
+    )
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            log_level=config.log_level,
+            timeout_graceful_shutdown=30,
+            lifespan="on",
+        )
+    ).run()

@@ -34,8 +34,12 @@ def result_json(r: FeedResult) -> dict[str, Any]:
 
 
 def _entry(h: HistoryEntry) -> dict[str, Any]:
-    return {"seq": h.seq, "webhook_type": h.webhook_type, "outcome": h.outcome.value,
-            "received_at": h.received_at.isoformat()}
+    return {
+        "seq": h.seq,
+        "webhook_type": h.webhook_type,
+        "outcome": h.outcome.value,
+        "received_at": h.received_at.isoformat(),
+    }
 
 
 def status_json(s: ResourceStatus, history: bool = True) -> dict[str, Any]:

@@ -105,9 +105,7 @@ def _progress(
         restart = tuple((s, restart_to) for s in (chain[-1], "failed") if s in states)
     webhooks = {f"{p}-{s}": s for p in (prefixes or (name,)) for s in states[1:]}
     webhooks.update(more_webhooks or {})
-    return LifecycleDef(
-        name, key, shape, states, tuple(forward), restart, webhooks, session_scoped
-    )
+    return LifecycleDef(name, key, shape, states, tuple(forward), restart, webhooks, session_scoped)
 
 
 _MEETING = ("meetingId", "sessionId")
@@ -115,42 +113,76 @@ _RECORDER = ("starting", "started", "stopping", "stopped")
 
 DEFINITIONS: tuple[LifecycleDef, ...] = (
     _progress(
-        "session", ev.SessionEvent, _MEETING, ("started", "ended"), failed=False,
+        "session",
+        ev.SessionEvent,
+        _MEETING,
+        ("started", "ended"),
+        failed=False,
         session_scoped=False,  # the session itself, not a resource within one
     ),
     _progress(
-        "participant", ev.ParticipantEvent, (*_MEETING, "participantId"),
-        ("joined", "left"), failed=False, restart_to="joined",
+        "participant",
+        ev.ParticipantEvent,
+        (*_MEETING, "participantId"),
+        ("joined", "left"),
+        failed=False,
+        restart_to="joined",
     ),
     _progress("recording", ev.RecordingEvent, _MEETING, _RECORDER, restart_to="starting"),
     _progress(
-        "participant-track-recording", ev.ParticipantTrackRecordingEvent,
-        (*_MEETING, "participantId", "kind"), _RECORDER, restart_to="starting",
+        "participant-track-recording",
+        ev.ParticipantTrackRecordingEvent,
+        (*_MEETING, "participantId", "kind"),
+        _RECORDER,
+        restart_to="starting",
     ),
     _progress(
-        "participant-recording", ev.ParticipantRecordingEvent,
-        (*_MEETING, "participantId"), _RECORDER, restart_to="starting",
+        "participant-recording",
+        ev.ParticipantRecordingEvent,
+        (*_MEETING, "participantId"),
+        _RECORDER,
+        restart_to="starting",
     ),
     _progress("livestream", ev.LivestreamEvent, _MEETING, _RECORDER, restart_to="starting"),
     _progress(
-        "hls", ev.HlsEvent, _MEETING, ("starting", "started", "playable", "stopping", "stopped"),
-        shortcuts=(("started", "stopping"),), restart_to="starting",
+        "hls",
+        ev.HlsEvent,
+        _MEETING,
+        ("starting", "started", "playable", "stopping", "stopped"),
+        shortcuts=(("started", "stopping"),),
+        restart_to="starting",
     ),
     _progress(
-        "transcription", ev.TranscriptionEvent, ("id",), ("started", "stopped"),
-        failed_from_idle=True, more_webhooks={"transcription-completed": "stopped"},
+        "transcription",
+        ev.TranscriptionEvent,
+        ("id",),
+        ("started", "stopped"),
+        failed_from_idle=True,
+        more_webhooks={"transcription-completed": "stopped"},
     ),
     _progress(
-        "merge-recording", ev.MergeRecordingEvent, ("id",), ("completed",),
-        failed_from_idle=True, session_scoped=False,
-    ),
-    _progress(
-        "resource", ev.ResourceEvent, ("id",), ("acquired",), failed=False,
+        "merge-recording",
+        ev.MergeRecordingEvent,
+        ("id",),
+        ("completed",),
+        failed_from_idle=True,
         session_scoped=False,
     ),
     _progress(
-        "ai-deployment-session", ev.AiDeploymentSessionEvent, ("sessionId",), _RECORDER,
-        prefixes=("ai-deployment-session", "agent-session"), session_scoped=False,
+        "resource",
+        ev.ResourceEvent,
+        ("id",),
+        ("acquired",),
+        failed=False,
+        session_scoped=False,
+    ),
+    _progress(
+        "ai-deployment-session",
+        ev.AiDeploymentSessionEvent,
+        ("sessionId",),
+        _RECORDER,
+        prefixes=("ai-deployment-session", "agent-session"),
+        session_scoped=False,
     ),
 )
 
@@ -198,9 +230,14 @@ class Lifecycle:
         """The state diagram as Mermaid ``stateDiagram-v2`` text, drawn by transitions."""
         d = self.definition
         graph = GraphMachine(
-            model=_Placeholder(), states=list(d.states), transitions=_machine_edges(d),
-            initial=IDLE, auto_transitions=False, graph_engine="mermaid",
-            title=d.name, show_state_attributes=False,
+            model=_Placeholder(),
+            states=list(d.states),
+            transitions=_machine_edges(d),
+            initial=IDLE,
+            auto_transitions=False,
+            graph_engine="mermaid",
+            title=d.name,
+            show_state_attributes=False,
         )
         text: str = graph.get_graph().draw(None)
         # the placeholder model's current state is not part of the definition, and
@@ -211,8 +248,12 @@ class Lifecycle:
     def dot(self) -> str:
         """The state diagram as Graphviz DOT text."""
         d = self.definition
-        lines = [f'digraph "{d.name}" {{', "  rankdir=LR;", '  "__start" [shape=point];',
-                 f'  "__start" -> "{IDLE}";']
+        lines = [
+            f'digraph "{d.name}" {{',
+            "  rankdir=LR;",
+            '  "__start" [shape=point];',
+            f'  "__start" -> "{IDLE}";',
+        ]
         for (a, b), types in _edge_labels(d).items():
             style = ', style="dashed"' if (a, b) in d.restart else ""
             label = "\\n".join(types)
@@ -268,16 +309,24 @@ def compile_lifecycle(d: LifecycleDef) -> Lifecycle:
         raise fail("a lifecycle needs key fields")
 
     machine = Machine(
-        model=None, states=list(d.states), transitions=_machine_edges(d), initial=IDLE,
-        auto_transitions=False, send_event=False,
+        model=None,
+        states=list(d.states),
+        transitions=_machine_edges(d),
+        initial=IDLE,
+        auto_transitions=False,
+        send_event=False,
     )
     graph: dict[str, set[str]] = {
         s: {str(t.dest) for e in machine.events.values() for t in e.transitions.get(s, ())}
         for s in d.states
     }
     restart = set(d.restart)
-    forward = [(a, b) for a, bs in graph.items() for b in sorted(bs, key=d.states.index)
-               if (a, b) not in restart]
+    forward = [
+        (a, b)
+        for a, bs in graph.items()
+        for b in sorted(bs, key=d.states.index)
+        if (a, b) not in restart
+    ]
     final = frozenset(s for s in d.states if not any(a == s for a, _ in forward))
     for a, b in restart:
         if a not in final:
@@ -303,10 +352,18 @@ def compile_lifecycle(d: LifecycleDef) -> Lifecycle:
                 row[w] = Step(Outcome.ILLEGAL, t)
 
     classes = {
-        w: attrs.frozen(kw_only=True)(type(_camel(w), (d.shape,), {
-            "webhook_type": w, "lifecycle": d.name, "__module__": __name__,
-            "__doc__": f"The ``{w}`` webhook: {d.name} becomes ``{t}``.",
-        }))
+        w: attrs.frozen(kw_only=True)(
+            type(
+                _camel(w),
+                (d.shape,),
+                {
+                    "webhook_type": w,
+                    "lifecycle": d.name,
+                    "__module__": __name__,
+                    "__doc__": f"The ``{w}`` webhook: {d.name} becomes ``{t}``.",
+                },
+            )
+        )
         for w, t in d.webhooks.items()
     }
     for cls in classes.values():  # importable by name, so that events pickle

@@ -17,8 +17,11 @@ _MAX_INT = 2**63 - 1
 _STR = {"type": "string"}
 _NULLABLE_STR = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
-_KEY = {"type": ["object", "null"], "additionalProperties": _STR,
-        "description": "the resource's key fields (wire names) and their values"}
+_KEY = {
+    "type": ["object", "null"],
+    "additionalProperties": _STR,
+    "description": "the resource's key fields (wire names) and their values",
+}
 _LIFECYCLE = {"type": "string", "enum": list(LIFECYCLES)}
 _STATE = {"type": "string", "enum": sorted({s for lc in LIFECYCLES.values() for s in lc.states})}
 
@@ -34,18 +37,30 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "properties": properties,
-            "required": list(properties) if required is None else required}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+    }
 
 
 def _page(item: str) -> dict[str, Any]:
-    return _object({"items": {"type": "array", "items": _ref(item)},
-                    "next": {**_NULLABLE_STR, "description": "the next page, if there may be one"}})
+    return _object(
+        {
+            "items": {"type": "array", "items": _ref(item)},
+            "next": {**_NULLABLE_STR, "description": "the next page, if there may be one"},
+        }
+    )
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
 
 
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -53,114 +68,199 @@ def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _ERROR = _json_response("an error, named", _ref("Error"))
-_LIMIT = _query("limit", {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100},
-                "the page size")
+_LIMIT = _query(
+    "limit", {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}, "the page size"
+)
 _MEETING = _query("meetingId", _STR, "only this meeting")
 _SESSION = _query("sessionId", _STR, "only this meeting session")
 _READ_ERRORS = {"400": _ERROR, "401": _ERROR, "503": _ERROR}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": _STR}),
-    "FeedResult": _object({
-        "seq": {"type": "integer", "minimum": 1},
-        "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
-        "lifecycle": {"type": ["string", "null"], "enum": [*LIFECYCLES, None]},
-        "key": _KEY,
-        "webhook_type": _NULLABLE_STR,
-        "before": _NULLABLE_STR,
-        "after": _NULLABLE_STR,
-        "missing": {"type": "array", "items": _STR},
-        "warnings": {"type": "array", "items": _STR},
-        "reason": _NULLABLE_STR,
-        "received_at": _TIME,
-    }),
-    "HistoryEntry": _object({
-        "seq": {"type": "integer"}, "webhook_type": _STR,
-        "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
-        "received_at": _TIME,
-    }),
-    "ResourceStatus": _object({
-        "lifecycle": _LIFECYCLE, "key": _KEY, "state": _STATE, "entered_at": _TIME,
-        "data": {"type": "object", "description": "the latest data of the current cycle"},
-        "history": {"type": "array", "items": _ref("HistoryEntry")},
-    }, required=["lifecycle", "key", "state", "entered_at", "data"]),
+    "FeedResult": _object(
+        {
+            "seq": {"type": "integer", "minimum": 1},
+            "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
+            "lifecycle": {"type": ["string", "null"], "enum": [*LIFECYCLES, None]},
+            "key": _KEY,
+            "webhook_type": _NULLABLE_STR,
+            "before": _NULLABLE_STR,
+            "after": _NULLABLE_STR,
+            "missing": {"type": "array", "items": _STR},
+            "warnings": {"type": "array", "items": _STR},
+            "reason": _NULLABLE_STR,
+            "received_at": _TIME,
+        }
+    ),
+    "HistoryEntry": _object(
+        {
+            "seq": {"type": "integer"},
+            "webhook_type": _STR,
+            "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
+            "received_at": _TIME,
+        }
+    ),
+    "ResourceStatus": _object(
+        {
+            "lifecycle": _LIFECYCLE,
+            "key": _KEY,
+            "state": _STATE,
+            "entered_at": _TIME,
+            "data": {"type": "object", "description": "the latest data of the current cycle"},
+            "history": {"type": "array", "items": _ref("HistoryEntry")},
+        },
+        required=["lifecycle", "key", "state", "entered_at", "data"],
+    ),
     "ResourcePage": _page("ResourceStatus"),
     "AnomalyPage": _page("FeedResult"),
-    "Session": _object({
-        "sessionId": _STR, "meetingId": _NULLABLE_STR,
-        "session": {"oneOf": [_ref("ResourceStatus"), {"type": "null"}]},
-        "resources": {"type": "object", "additionalProperties": {
-            "type": "array", "items": _ref("ResourceStatus")}},
-    }),
-    "Health": _object({"status": {"type": "string", "enum": ["ok", "unavailable"]},
-                       "events": {"type": "integer"}}, required=["status"]),
+    "Session": _object(
+        {
+            "sessionId": _STR,
+            "meetingId": _NULLABLE_STR,
+            "session": {"oneOf": [_ref("ResourceStatus"), {"type": "null"}]},
+            "resources": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": _ref("ResourceStatus")},
+            },
+        }
+    ),
+    "Health": _object(
+        {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "events": {"type": "integer"},
+        },
+        required=["status"],
+    ),
 }
 
 _PATHS: dict[str, Any] = {
-    "/webhooks": {"post": {
-        "summary": "Receive one VideoSDK webhook",
-        "description": "The raw body is verified against the videosdk-signature header, then "
-                       "stored and classified before the answer. Malformed payloads and "
-                       "unknown types are stored too and answered 200.",
-        "security": [],
-        "parameters": [{"name": "videosdk-signature", "in": "header", "required": False,
-                        "schema": _STR,
-                        "description": "base64 RSA-SHA256 (PKCS#1 v1.5) of the raw body"}],
-        "requestBody": {"required": False, "description": "the webhook as VideoSDK sent it; "
-                        "any body within the size limit is stored, a bad one as malformed",
-                        "content": {"application/json": {"schema": {}}}},
-        "responses": {
-            "200": _json_response("stored and classified", _ref("FeedResult")),
-            "401": _ERROR, "413": _ERROR, "503": _ERROR,
-        },
-    }},
-    "/resources": {"get": {
-        "summary": "Tracked resources, filtered and paged",
-        "parameters": [
-            _query("lifecycle", _LIFECYCLE, "only this lifecycle"), _MEETING, _SESSION,
-            _query("state", _STR, "only resources in this state"), _LIMIT,
-            _query("offset", {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
-                   "how many to skip"),
-        ],
-        "responses": {"200": _json_response("a page of resources", _ref("ResourcePage")),
-                      **_READ_ERRORS},
-    }},
-    **{_resource_path(name): {"get": {
-        "summary": f"One {name}'s status and history",
-        "parameters": [{"name": f, "in": "path", "required": True, "schema": _STR}
-                       for f in lc.definition.key_fields],
-        "responses": {"200": _json_response("the status", _ref("ResourceStatus")),
-                      "404": _ERROR, **_READ_ERRORS},
-    }} for name, lc in LIFECYCLES.items()},
-    "/anomalies": {"get": {
-        "summary": "Results that were not a clean applied, in feed order, paged",
-        "parameters": [
-            _query("lifecycle", _LIFECYCLE, "only this lifecycle"),
-            _query("outcome", {"type": "string", "enum": [o.value for o in Outcome]},
-                   "only this outcome"), _MEETING, _SESSION,
-            _query("after", {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
-                   "only results after this seq"), _LIMIT,
-        ],
-        "responses": {"200": _json_response("a page of anomalies", _ref("AnomalyPage")),
-                      **_READ_ERRORS},
-    }},
-    "/sessions/{sessionId}": {"get": {
-        "summary": "Everything in one meeting session, with its states",
-        "parameters": [{"name": "sessionId", "in": "path", "required": True, "schema": _STR}],
-        "responses": {"200": _json_response("the session", _ref("Session")),
-                      "404": _ERROR, **_READ_ERRORS},
-    }},
-    "/healthz": {"get": {
-        "summary": "Whether the store answers", "security": [],
-        "responses": {"200": _json_response("healthy", _ref("Health")),
-                      "503": _json_response("the store is unavailable", _ref("Health"))},
-    }},
-    "/metrics": {"get": {
-        "summary": "Prometheus metrics",
-        "responses": {"200": {"description": "Prometheus text exposition",
-                              "content": {"text/plain": {"schema": _STR}}},
-                      "401": _ERROR, "503": _ERROR},
-    }},
+    "/webhooks": {
+        "post": {
+            "summary": "Receive one VideoSDK webhook",
+            "description": "The raw body is verified against the videosdk-signature header, then "
+            "stored and classified before the answer. Malformed payloads and "
+            "unknown types are stored too and answered 200.",
+            "security": [],
+            "parameters": [
+                {
+                    "name": "videosdk-signature",
+                    "in": "header",
+                    "required": False,
+                    "schema": _STR,
+                    "description": "base64 RSA-SHA256 (PKCS#1 v1.5) of the raw body",
+                }
+            ],
+            "requestBody": {
+                "required": False,
+                "description": "the webhook as VideoSDK sent it; "
+                "any body within the size limit is stored, a bad one as malformed",
+                "content": {"application/json": {"schema": {}}},
+            },
+            "responses": {
+                "200": _json_response("stored and classified", _ref("FeedResult")),
+                "401": _ERROR,
+                "413": _ERROR,
+                "503": _ERROR,
+            },
+        }
+    },
+    "/resources": {
+        "get": {
+            "summary": "Tracked resources, filtered and paged",
+            "parameters": [
+                _query("lifecycle", _LIFECYCLE, "only this lifecycle"),
+                _MEETING,
+                _SESSION,
+                _query("state", _STR, "only resources in this state"),
+                _LIMIT,
+                _query(
+                    "offset",
+                    {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
+                    "how many to skip",
+                ),
+            ],
+            "responses": {
+                "200": _json_response("a page of resources", _ref("ResourcePage")),
+                **_READ_ERRORS,
+            },
+        }
+    },
+    **{
+        _resource_path(name): {
+            "get": {
+                "summary": f"One {name}'s status and history",
+                "parameters": [
+                    {"name": f, "in": "path", "required": True, "schema": _STR}
+                    for f in lc.definition.key_fields
+                ],
+                "responses": {
+                    "200": _json_response("the status", _ref("ResourceStatus")),
+                    "404": _ERROR,
+                    **_READ_ERRORS,
+                },
+            }
+        }
+        for name, lc in LIFECYCLES.items()
+    },
+    "/anomalies": {
+        "get": {
+            "summary": "Results that were not a clean applied, in feed order, paged",
+            "parameters": [
+                _query("lifecycle", _LIFECYCLE, "only this lifecycle"),
+                _query(
+                    "outcome",
+                    {"type": "string", "enum": [o.value for o in Outcome]},
+                    "only this outcome",
+                ),
+                _MEETING,
+                _SESSION,
+                _query(
+                    "after",
+                    {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
+                    "only results after this seq",
+                ),
+                _LIMIT,
+            ],
+            "responses": {
+                "200": _json_response("a page of anomalies", _ref("AnomalyPage")),
+                **_READ_ERRORS,
+            },
+        }
+    },
+    "/sessions/{sessionId}": {
+        "get": {
+            "summary": "Everything in one meeting session, with its states",
+            "parameters": [{"name": "sessionId", "in": "path", "required": True, "schema": _STR}],
+            "responses": {
+                "200": _json_response("the session", _ref("Session")),
+                "404": _ERROR,
+                **_READ_ERRORS,
+            },
+        }
+    },
+    "/healthz": {
+        "get": {
+            "summary": "Whether the store answers",
+            "security": [],
+            "responses": {
+                "200": _json_response("healthy", _ref("Health")),
+                "503": _json_response("the store is unavailable", _ref("Health")),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition",
+                    "content": {"text/plain": {"schema": _STR}},
+                },
+                "401": _ERROR,
+                "503": _ERROR,
+            },
+        }
+    },
 }
 
 
@@ -168,8 +268,11 @@ def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``lifecycle serve``."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "lifecycle", "version": __version__,
-                 "description": "VideoSDK webhooks in, live lifecycle state out."},
+        "info": {
+            "title": "lifecycle",
+            "version": __version__,
+            "description": "VideoSDK webhooks in, live lifecycle state out.",
+        },
         "paths": _PATHS,
         "components": {
             "schemas": _SCHEMAS,

@@ -80,9 +80,11 @@ class FeedResult(NamedTuple):
     payload: Payload
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={value!r}"
-                          for name, value in zip(self._fields, self, strict=True)
-                          if name != "payload")
+        shown = ", ".join(
+            f"{name}={value!r}"
+            for name, value in zip(self._fields, self, strict=True)
+            if name != "payload"
+        )
         return f"FeedResult({shown})"
 
     @property
@@ -164,8 +166,13 @@ class Resource:
 
     __slots__ = ("cycle_id", "data", "entered", "history", "state")
 
-    def __init__(self, state: str, entered: float, data: Mapping[str, Any] | None = None,
-                 cycle_id: str | None = None) -> None:
+    def __init__(
+        self,
+        state: str,
+        entered: float,
+        data: Mapping[str, Any] | None = None,
+        cycle_id: str | None = None,
+    ) -> None:
         self.state = state
         self.entered = entered
         self.data = data

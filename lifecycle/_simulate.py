@@ -78,8 +78,13 @@ def walk(lc: Lifecycle, r: random.Random, restart_chance: float = RESTART_CHANCE
         types.append(primary[state])
 
 
-def _payload(lc: Lifecycle, webhook_type: str, ids: Mapping[str, str], r: random.Random,
-             extra: Mapping[str, Any] | None = None) -> Payload:
+def _payload(
+    lc: Lifecycle,
+    webhook_type: str,
+    ids: Mapping[str, str],
+    r: random.Random,
+    extra: Mapping[str, Any] | None = None,
+) -> Payload:
     data = {f: ids[f] for f in lc.definition.key_fields}
     for f in _FIELDS.get((lc.name, lc.definition.webhooks[webhook_type]), ()):
         data[f] = FIELD_VALUES[f](r)
@@ -99,9 +104,14 @@ def _interleave(seqs: Sequence[list[Payload]], r: random.Random) -> list[Payload
     return out
 
 
-def session_stream(r: random.Random, meeting_id: str, session_id: str,
-                   participants: int = 4, start: datetime | None = None,
-                   restart_chance: float = RESTART_CHANCE) -> list[Payload]:
+def session_stream(
+    r: random.Random,
+    meeting_id: str,
+    session_id: str,
+    participants: int = 4,
+    start: datetime | None = None,
+    restart_chance: float = RESTART_CHANCE,
+) -> list[Payload]:
     """The webhooks of one meeting session, each resource's in a valid order."""
     ids = {"meetingId": meeting_id, "sessionId": session_id}
     t0 = start or datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=r.randrange(10**7))
@@ -127,8 +137,15 @@ def session_stream(r: random.Random, meeting_id: str, session_id: str,
     add("livestream", {}, 0.2)
     add("transcription", {"id": _uuid(r)}, 0.3, type="realtime", **ids)
     body = _interleave(walks, r)
-    ended = [_payload(lcs["session"], "session-ended", ids, r,
-                      {"start": format_time(t0), "end": format_time(t1)})]
+    ended = [
+        _payload(
+            lcs["session"],
+            "session-ended",
+            ids,
+            r,
+            {"start": format_time(t0), "end": format_time(t1)},
+        )
+    ]
     if r.random() < 0.3:
         merge = lcs["merge-recording"]
         ended += [_payload(merge, w, {"id": _uuid(r)}, r, ids) for w in walk(merge, r)]
@@ -141,8 +158,14 @@ def _uuid(r: random.Random) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def apply_faults(events: list[Payload], r: random.Random, *, shuffle: float = 0.0,
-                 duplicate: float = 0.0, drop: float = 0.0) -> list[Payload]:
+def apply_faults(
+    events: list[Payload],
+    r: random.Random,
+    *,
+    shuffle: float = 0.0,
+    duplicate: float = 0.0,
+    drop: float = 0.0,
+) -> list[Payload]:
     """Drop, duplicate (a later redelivery) and displace events, each with its chance."""
     out = [e for e in events if r.random() >= drop]
     for i in range(len(out) - 1, -1, -1):
@@ -155,9 +178,18 @@ def apply_faults(events: list[Payload], r: random.Random, *, shuffle: float = 0.
     return out
 
 
-def stream(meetings: int, seed: int = 0, *, participants: int = 4, shuffle: float = 0.0,
-           duplicate: float = 0.0, drop: float = 0.0, agents: float = 0.1,
-           resources: float = 0.1, restart_chance: float = RESTART_CHANCE) -> Iterator[Payload]:
+def stream(
+    meetings: int,
+    seed: int = 0,
+    *,
+    participants: int = 4,
+    shuffle: float = 0.0,
+    duplicate: float = 0.0,
+    drop: float = 0.0,
+    agents: float = 0.1,
+    resources: float = 0.1,
+    restart_chance: float = RESTART_CHANCE,
+) -> Iterator[Payload]:
     """Webhooks of ``meetings`` meeting sessions (overlapping in time), with faults.
 
     Some meetings also bring an AI-deployment session or an acquired resource.
@@ -166,9 +198,13 @@ def stream(meetings: int, seed: int = 0, *, participants: int = 4, shuffle: floa
     window: list[list[Payload]] = []
     for m in range(meetings):
         meeting_id = "-".join(f"{r.getrandbits(16):04x}"[:4] for _ in range(3))
-        events = session_stream(r, meeting_id, f"{r.getrandbits(96):024x}",
-                                participants=r.randint(1, 2 * participants - 1),
-                                restart_chance=restart_chance)
+        events = session_stream(
+            r,
+            meeting_id,
+            f"{r.getrandbits(96):024x}",
+            participants=r.randint(1, 2 * participants - 1),
+            restart_chance=restart_chance,
+        )
         extra: list[list[Payload]] = [events]
         if r.random() < agents:
             lc = LIFECYCLES["ai-deployment-session"]
@@ -176,10 +212,15 @@ def stream(meetings: int, seed: int = 0, *, participants: int = 4, shuffle: floa
             extra.append([_payload(lc, w, sid, r) for w in walk(lc, r)])
         if r.random() < resources:
             lc = LIFECYCLES["resource"]
-            extra.append([_payload(lc, w, {"id": f"{r.getrandbits(96):024x}"}, r,
-                                   {"type": "recording"}) for w in walk(lc, r)])
+            extra.append(
+                [
+                    _payload(lc, w, {"id": f"{r.getrandbits(96):024x}"}, r, {"type": "recording"})
+                    for w in walk(lc, r)
+                ]
+            )
         window.append(_interleave(extra, r))
         if len(window) == 4 or m == meetings - 1:  # a few sessions run at the same time
-            yield from apply_faults(_interleave(window, r), r, shuffle=shuffle,
-                                    duplicate=duplicate, drop=drop)
+            yield from apply_faults(
+                _interleave(window, r), r, shuffle=shuffle, duplicate=duplicate, drop=drop
+            )
             window = []

@@ -50,7 +50,9 @@ _FILES = st.lists(
     st.fixed_dictionaries({"filePath": _TEXT, "fileUrl": _TEXT}), min_size=1, max_size=3
 )
 _VALUES: Mapping[str, st.SearchStrategy[Any]] = {
-    "start": _TIMES, "end": _TIMES, "fileDetails": _FILES,
+    "start": _TIMES,
+    "end": _TIMES,
+    "fileDetails": _FILES,
 }
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _TEXT,
@@ -92,8 +94,7 @@ def payloads(
         if field != "id" and draw(st.booleans()):
             data[field] = draw(_VALUES.get(field, _TEXT))
     if unknown_fields:
-        extra = draw(st.dictionaries(_TEXT.filter(lambda k: k not in spec.wire), JSON,
-                                     max_size=3))
+        extra = draw(st.dictionaries(_TEXT.filter(lambda k: k not in spec.wire), JSON, max_size=3))
         data.update(extra)
     return {"webhookType": w, "data": data}
 
@@ -125,8 +126,9 @@ def lifecycle_events(
     by_state: dict[str, list[str]] = {}
     for w, t in d.webhooks.items():
         by_state.setdefault(t, []).append(w)
-    send_ids = bool(d.restart) and "id" in SPECS[next(iter(d.webhooks))].checks \
-        and draw(st.booleans())
+    send_ids = (
+        bool(d.restart) and "id" in SPECS[next(iter(d.webhooks))].checks and draw(st.booleans())
+    )
     state, out, cycle = IDLE, list[Payload](), 0
     while len(out) < max_events and state in edges:
         if out and draw(st.integers(0, 3)) == 0:
@@ -170,14 +172,16 @@ def session_events(draw: st.DrawFn, max_resources: int = 6) -> list[Payload]:
     meeting = {"meetingId": draw(_ID), "sessionId": draw(_ID)}
     names = draw(st.lists(st.sampled_from(_SCOPED + _OWN), max_size=max_resources))
     # recording, livestream and HLS are keyed by the session: one of each per session
-    names = [n for i, n in enumerate(names)
-             if set(LIFECYCLES[n].definition.key_fields) != set(meeting) or n not in names[:i]]
+    names = [
+        n
+        for i, n in enumerate(names)
+        if set(LIFECYCLES[n].definition.key_fields) != set(meeting) or n not in names[:i]
+    ]
     scoped: list[list[Payload]] = []
     own: list[list[Payload]] = []
     for i, name in enumerate(names):
         lc = LIFECYCLES[name]
-        ids = {**meeting, **{f: f"{f}-{i}" for f in lc.definition.key_fields
-                             if f not in meeting}}
+        ids = {**meeting, **{f: f"{f}-{i}" for f in lc.definition.key_fields if f not in meeting}}
         if not lc.definition.session_scoped and "sessionId" in lc.definition.key_fields:
             ids["sessionId"] = f"agent-{i}"  # its own session, not the meeting's
         events = draw(lifecycle_events(name, ids))
@@ -234,10 +238,11 @@ def garbage() -> st.SearchStrategy[Any]:
         st.binary(max_size=40),
         st.text(max_size=40),
         JSON.filter(lambda v: not isinstance(v, dict)).map(json.dumps),
-        st.dictionaries(_TEXT.filter(lambda k: k not in ("webhookType", "type")), JSON,
-                        max_size=3),
-        st.builds(lambda t: {"webhookType": t, "data": {}},
-                  JSON.filter(lambda v: v is not None and not isinstance(v, str))),
+        st.dictionaries(_TEXT.filter(lambda k: k not in ("webhookType", "type")), JSON, max_size=3),
+        st.builds(
+            lambda t: {"webhookType": t, "data": {}},
+            JSON.filter(lambda v: v is not None and not isinstance(v, str)),
+        ),
         payloads().map(lambda p: {"webhookType": p["webhookType"]}),
         _broken_key(),
     )
@@ -245,10 +250,12 @@ def garbage() -> st.SearchStrategy[Any]:
 
 def streams() -> st.SearchStrategy[list[Any]]:
     """Anything a receiver may be fed: perturbed sessions mixed with garbage and unknowns."""
-    unknown = st.builds(lambda t, d: {"webhookType": t, "data": d},
-                        _ID.filter(lambda t: t not in WEBHOOK_TYPES), JSON)
+    unknown = st.builds(
+        lambda t, d: {"webhookType": t, "data": d},
+        _ID.filter(lambda t: t not in WEBHOOK_TYPES),
+        JSON,
+    )
     noise = st.lists(garbage() | unknown | any_payloads(), max_size=5)
     return st.builds(lambda a, b: [*a, *b], perturbed(session_events()), noise).flatmap(
         st.permutations
     )
-

@@ -54,7 +54,8 @@ def open_store(url: str | os.PathLike[str], **options: Any) -> Store:
     if target is None:
         raise InvalidArgument(
             f"unsupported database URL {text!r}: use sqlite:///path.db, a path, "
-            f"postgresql://user@host/dbname or memory:// (known schemes: {', '.join(BACKENDS)})")
+            f"postgresql://user@host/dbname or memory:// (known schemes: {', '.join(BACKENDS)})"
+        )
     module, _, name = target.partition(":")
     backend: Any = getattr(importlib.import_module(module), name)
     store: Store = backend.from_url(text, **options)

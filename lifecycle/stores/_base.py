@@ -65,24 +65,30 @@ class Batch(Protocol):
     """One feeding transaction, as the engine sees it: begun by :meth:`Store.begin`,
     ended by :meth:`commit` or :meth:`abort`."""
 
-    seqs: Sequence[int]
-    """The sequence numbers of the batch's events, in order (a strict batch may use
-    fewer)."""
+    @property
+    def seqs(self) -> Sequence[int]:
+        """The sequence numbers of the batch's events, in order (a strict batch may use
+        fewer)."""
 
-    tables: Mapping[str, MutableMapping[ResourceKey, Resource]]
-    """The resources the batch touches (and their sessions), by lifecycle and key: at
-    least those, loaded (and locked) for this batch. ``_core.step`` changes them in
-    place and adds the ones seen for the first time."""
+    @property
+    def tables(self) -> Mapping[str, MutableMapping[ResourceKey, Resource]]:
+        """The resources the batch touches (and their sessions), by lifecycle and key:
+        at least those, loaded (and locked) for this batch. ``_core.step`` changes them
+        in place and adds the ones seen for the first time."""
 
-    history_cap: int
-    """How many floats of packed history each resource keeps (0: none; the store
-    answers history from its log)."""
+    @property
+    def history_cap(self) -> int:
+        """How many floats of packed history each resource keeps (0: none; the store
+        answers history from its log)."""
 
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
         """Whether this resource received a payload of this digest at ``since`` or later."""
 
-    def commit(self, results: Sequence[FeedResult], digests: Sequence[bytes | None] | None,
-               ) -> None:
+    def commit(
+        self,
+        results: Sequence[FeedResult],
+        digests: Sequence[bytes | None] | None,
+    ) -> None:
         """Log ``results`` (the batch's events, in order, maybe fewer than it began with),
         store the resources they changed, and end the transaction. ``digests`` are their
         redelivery digests, with a window (None without)."""
@@ -100,8 +106,11 @@ class Maintenance(Protocol):
     def events(self) -> Iterator[FeedResult]:
         """Every logged result, in sequence order."""
 
-    def replace(self, changed: Mapping[ResourceRef, tuple[Resource, int, int]],
-                removed: Collection[ResourceRef]) -> None:
+    def replace(
+        self,
+        changed: Mapping[ResourceRef, tuple[Resource, int, int]],
+        removed: Collection[ResourceRef],
+    ) -> None:
         """Store ``changed`` resources (with their first and last sequence numbers),
         delete ``removed`` ones (those without a snapshot)."""
 
@@ -143,8 +152,9 @@ class Store(Protocol):
     def status(self, lifecycle: str, key: ResourceKey) -> ResourceStatus | None:
         """One resource with its history, None when never seen."""
 
-    def resource_log(self, lifecycle: str, key: ResourceKey,
-                     at: int | datetime) -> tuple[Snapshot | None, list[FeedResult]]:
+    def resource_log(
+        self, lifecycle: str, key: ResourceKey, at: int | datetime
+    ) -> tuple[Snapshot | None, list[FeedResult]]:
         """The snapshot a resource's log starts from (None: its first event), and its
         logged results up to ``at`` (a sequence number or a time), in order.
 

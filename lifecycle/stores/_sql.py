@@ -51,18 +51,23 @@ def _backfill_filters(store: SqlStore, conn: Any) -> None:
         meeting, session = _ids(_data_of(decode_payload(bytes(blob), kind)))
         anomaly = int(outcome != "applied" or warnings != "[]")
         updates.append((meeting, session, anomaly, seq))
-    store._many(conn, "UPDATE events SET meeting_id = ?, session_id = ?, anomaly = ? "
-                "WHERE seq = ?", updates)
+    store._many(
+        conn, "UPDATE events SET meeting_id = ?, session_id = ?, anomaly = ? WHERE seq = ?", updates
+    )
     rows = conn.execute("SELECT lifecycle, resource_key, data FROM resources")
-    store._many(conn, "UPDATE resources SET meeting_id = ?, session_id = ? "
-                "WHERE lifecycle = ? AND resource_key = ?",
-                [(*_ids(orjson.loads(data) if data else {}), lc, key)
-                 for lc, key, data in rows.fetchall()])
+    store._many(
+        conn,
+        "UPDATE resources SET meeting_id = ?, session_id = ? "
+        "WHERE lifecycle = ? AND resource_key = ?",
+        [(*_ids(orjson.loads(data) if data else {}), lc, key) for lc, key, data in rows.fetchall()],
+    )
 
 
 MIGRATIONS: Sequence[tuple[int, Sequence[Migration]]] = (
-    (1, (
-        """CREATE TABLE events (
+    (
+        1,
+        (
+            """CREATE TABLE events (
             seq {bigint} PRIMARY KEY,
             received_at {real} NOT NULL,
             payload {blob} NOT NULL,
@@ -76,8 +81,8 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Migration]]] = (
             missing TEXT NOT NULL,
             warnings TEXT NOT NULL,
             reason TEXT)""",
-        "CREATE INDEX events_by_resource ON events (lifecycle, resource_key, seq)",
-        """CREATE TABLE resources (
+            "CREATE INDEX events_by_resource ON events (lifecycle, resource_key, seq)",
+            """CREATE TABLE resources (
             lifecycle TEXT NOT NULL,
             resource_key TEXT NOT NULL,
             state TEXT NOT NULL,
@@ -87,29 +92,37 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Migration]]] = (
             first_seq {bigint} NOT NULL,
             last_seq {bigint} NOT NULL,
             PRIMARY KEY (lifecycle, resource_key))""",
-        lambda store, conn: store._create_sequence(conn),
-    )),
-    (2, (  # filters and anomalies by index; prune snapshots
-        "ALTER TABLE events ADD COLUMN meeting_id TEXT",
-        "ALTER TABLE events ADD COLUMN session_id TEXT",
-        "ALTER TABLE events ADD COLUMN anomaly INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE resources ADD COLUMN meeting_id TEXT",
-        "ALTER TABLE resources ADD COLUMN session_id TEXT",
-        "ALTER TABLE resources ADD COLUMN base TEXT",
-        _backfill_filters,
-        "CREATE INDEX events_anomalies ON events (anomaly, seq)",
-        "CREATE INDEX resources_by_session ON resources (session_id, meeting_id)",
-    )),
-    (3, (  # index only the anomalies, not every event
-        "DROP INDEX events_anomalies",
-        "CREATE INDEX events_anomalies_only ON events (seq) WHERE anomaly = 1",
-    )),
+            lambda store, conn: store._create_sequence(conn),
+        ),
+    ),
+    (
+        2,
+        (  # filters and anomalies by index; prune snapshots
+            "ALTER TABLE events ADD COLUMN meeting_id TEXT",
+            "ALTER TABLE events ADD COLUMN session_id TEXT",
+            "ALTER TABLE events ADD COLUMN anomaly INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE resources ADD COLUMN meeting_id TEXT",
+            "ALTER TABLE resources ADD COLUMN session_id TEXT",
+            "ALTER TABLE resources ADD COLUMN base TEXT",
+            _backfill_filters,
+            "CREATE INDEX events_anomalies ON events (anomaly, seq)",
+            "CREATE INDEX resources_by_session ON resources (session_id, meeting_id)",
+        ),
+    ),
+    (
+        3,
+        (  # index only the anomalies, not every event
+            "DROP INDEX events_anomalies",
+            "CREATE INDEX events_anomalies_only ON events (seq) WHERE anomaly = 1",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 """The schema version this release writes; older databases are migrated on open."""
 
 
 # -- payloads and rows ----------------------------------------------------------------
+
 
 def decode_payload(blob: bytes, kind: str) -> Payload:
     """The payload as it was fed (a mapping for ``json``, the text of a ``repr``)."""
@@ -131,8 +144,10 @@ def _data_of(payload: Payload) -> Mapping[str, Any]:
 
 def _ids(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
     meeting, session = data.get("meetingId"), data.get("sessionId")
-    return (meeting if isinstance(meeting, str) and "\x00" not in meeting else None,
-            session if isinstance(session, str) and "\x00" not in session else None)
+    return (
+        meeting if isinstance(meeting, str) and "\x00" not in meeting else None,
+        session if isinstance(session, str) and "\x00" not in session else None,
+    )
 
 
 def key_text(key: ResourceKey) -> str:
@@ -140,13 +155,18 @@ def key_text(key: ResourceKey) -> str:
     return orjson.dumps(key).decode()
 
 
-EVENT_COLUMNS = ("seq, received_at, payload, payload_kind, outcome, lifecycle, resource_key, "
-                 "webhook_type, before_state, after_state, missing, warnings, reason, "
-                 "meeting_id, session_id, anomaly")
+EVENT_COLUMNS = (
+    "seq, received_at, payload, payload_kind, outcome, lifecycle, resource_key, "
+    "webhook_type, before_state, after_state, missing, warnings, reason, "
+    "meeting_id, session_id, anomaly"
+)
 _REGISTRY_ORDER = "CASE r.lifecycle {} END".format(  # lifecycle names are identifiers
-    " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(LIFECYCLES)))
-_RESOURCE_COLUMNS = ("lifecycle, resource_key, state, entered_at, data, cycle_id, first_seq, "
-                     "last_seq, meeting_id, session_id")
+    " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(LIFECYCLES))
+)
+_RESOURCE_COLUMNS = (
+    "lifecycle, resource_key, state, entered_at, data, cycle_id, first_seq, "
+    "last_seq, meeting_id, session_id"
+)
 
 
 def _json_list(items: tuple[str, ...]) -> str:
@@ -157,44 +177,95 @@ def event_row(r: FeedResult, data: Mapping[str, Any] | None) -> tuple[Any, ...]:
     """The ``events`` row of a result; ``data`` is its payload's (decoded when None)."""
     blob, kind = encode_payload(r.payload)
     meeting, session = _ids(r.data if data is None else data)
-    return (r.seq, r.timestamp, blob, kind, r.outcome.value, r.lifecycle,
-            key_text(r.key) if r.key is not None else None, r.webhook_type, r.before, r.after,
-            _json_list(r.missing), _json_list(r.warnings), r.reason,
-            meeting, session, int(bool(r.warnings) or r.outcome is not Outcome.APPLIED))
+    return (
+        r.seq,
+        r.timestamp,
+        blob,
+        kind,
+        r.outcome.value,
+        r.lifecycle,
+        key_text(r.key) if r.key is not None else None,
+        r.webhook_type,
+        r.before,
+        r.after,
+        _json_list(r.missing),
+        _json_list(r.warnings),
+        r.reason,
+        meeting,
+        session,
+        int(bool(r.warnings) or r.outcome is not Outcome.APPLIED),
+    )
 
 
 def result_of(row: Sequence[Any]) -> FeedResult:
     """The result an ``events`` row holds."""
-    (seq, received, blob, kind, outcome, lifecycle, key, webhook_type, before, after, missing,
-     warnings, reason) = row[:13]
+    (
+        seq,
+        received,
+        blob,
+        kind,
+        outcome,
+        lifecycle,
+        key,
+        webhook_type,
+        before,
+        after,
+        missing,
+        warnings,
+        reason,
+    ) = row[:13]
     return FeedResult(
-        int(seq), Outcome(outcome), lifecycle, tuple(orjson.loads(key)) if key else None,
-        webhook_type, before, after, tuple(orjson.loads(missing)), tuple(orjson.loads(warnings)),
-        reason, float(received), decode_payload(bytes(blob), kind),
+        int(seq),
+        Outcome(outcome),
+        lifecycle,
+        tuple(orjson.loads(key)) if key else None,
+        webhook_type,
+        before,
+        after,
+        tuple(orjson.loads(missing)),
+        tuple(orjson.loads(warnings)),
+        reason,
+        float(received),
+        decode_payload(bytes(blob), kind),
     )
 
 
-def _resource_of(state: str, entered: float, data: str | None,
-                 cycle_id: str | None) -> Resource:
+def _resource_of(state: str, entered: float, data: str | None, cycle_id: str | None) -> Resource:
     return Resource(state, float(entered), orjson.loads(data) if data else None, cycle_id)
 
 
 def _resource_row(ref: ResourceRef, res: Resource, first: int, last: int) -> tuple[Any, ...]:
-    return (ref[0], key_text(ref[1]), res.state, res.entered,
-            _dumps(res.data).decode() if res.data is not None else None,
-            res.cycle_id, first, last, *_ids(res.data or {}))
+    return (
+        ref[0],
+        key_text(ref[1]),
+        res.state,
+        res.entered,
+        _dumps(res.data).decode() if res.data is not None else None,
+        res.cycle_id,
+        first,
+        last,
+        *_ids(res.data or {}),
+    )
 
 
 def _snapshot_text(base: Snapshot) -> str:
     res = base.resource
-    return _dumps({"state": res.state, "entered": res.entered, "data": res.data,
-                   "cycle_id": res.cycle_id, "seq": base.seq}).decode()
+    return _dumps(
+        {
+            "state": res.state,
+            "entered": res.entered,
+            "data": res.data,
+            "cycle_id": res.cycle_id,
+            "seq": base.seq,
+        }
+    ).decode()
 
 
 def _snapshot_of(text: str) -> Snapshot:
     snap = orjson.loads(text)
-    return Snapshot(Resource(snap["state"], snap["entered"], snap["data"], snap["cycle_id"]),
-                    int(snap["seq"]))
+    return Snapshot(
+        Resource(snap["state"], snap["entered"], snap["data"], snap["cycle_id"]), int(snap["seq"])
+    )
 
 
 def redact(url: str) -> str:
@@ -206,6 +277,7 @@ def redact(url: str) -> str:
 
 
 # -- the store ------------------------------------------------------------------------
+
 
 class SqlStore(abc.ABC):
     """A store in a SQL database; a backend fills in its connection and dialect hooks.
@@ -309,28 +381,35 @@ class SqlStore(abc.ABC):
 
     def _migrate(self, conn: Any) -> int:
         """Bring the schema to this release's version; the version found."""
-        conn.execute("CREATE TABLE IF NOT EXISTS lifecycle_meta "
-                     "(name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS lifecycle_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
         found = conn.execute(
-            "SELECT value FROM lifecycle_meta WHERE name = 'schema_version'").fetchone()
+            "SELECT value FROM lifecycle_meta WHERE name = 'schema_version'"
+        ).fetchone()
         version = int(found[0]) if found else 0
         if version > SCHEMA_VERSION:
             raise StoreUnavailable(
                 f"the database has schema version {version}, newer than this release's "
-                f"{SCHEMA_VERSION}: upgrade videosdk-lifecycle")
+                f"{SCHEMA_VERSION}: upgrade videosdk-lifecycle"
+            )
         for number, steps in MIGRATIONS:
             if version < number:
                 for step in steps:
                     if callable(step):
                         step(self, conn)
                     else:
-                        conn.execute(step.format(blob=self.blob, real=self.real,
-                                                 bigint=self.bigint))
+                        conn.execute(
+                            step.format(blob=self.blob, real=self.real, bigint=self.bigint)
+                        )
         if version < SCHEMA_VERSION:
-            conn.execute(self.sql(
-                "INSERT INTO lifecycle_meta (name, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
-                (str(SCHEMA_VERSION),))
+            conn.execute(
+                self.sql(
+                    "INSERT INTO lifecycle_meta (name, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                ),
+                (str(SCHEMA_VERSION),),
+            )
         return version
 
     # -- feeding -----------------------------------------------------------------------------
@@ -345,8 +424,9 @@ class SqlStore(abc.ABC):
             raise
         return _SqlBatch(self, transaction, conn, events, loaded, seqs, recent)
 
-    def _load(self, conn: Any, wanted: Collection[ResourceRef], size: int,
-              since: float | None) -> tuple[dict[ResourceRef, Resource], list[int], Recent]:
+    def _load(
+        self, conn: Any, wanted: Collection[ResourceRef], size: int, since: float | None
+    ) -> tuple[dict[ResourceRef, Resource], list[int], Recent]:
         """Load what a batch needs: its resources, seqs and recent digests (a backend
         with several writers locks the resources first)."""
         loaded = self._load_resources(conn, wanted)
@@ -354,12 +434,19 @@ class SqlStore(abc.ABC):
         recent = self._recent(conn, wanted, since) if since is not None else {}
         return loaded, seqs, recent
 
-    def _load_resources(self, conn: Any,
-                        wanted: Collection[ResourceRef]) -> dict[ResourceRef, Resource]:
+    def _load_resources(
+        self, conn: Any, wanted: Collection[ResourceRef]
+    ) -> dict[ResourceRef, Resource]:
         return _loaded(self._rows_of(conn, LOAD, wanted))
 
-    def _rows_of(self, conn: Any, select: str, wanted: Iterable[ResourceRef],
-                 where: str = "", params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+    def _rows_of(
+        self,
+        conn: Any,
+        select: str,
+        wanted: Iterable[ResourceRef],
+        where: str = "",
+        params: Sequence[Any] = (),
+    ) -> Iterator[tuple[Any, ...]]:
         """The rows of ``select`` for these resources, by the index.
 
         ``where`` adds a condition (with its ``params``); resources go 400 to a query.
@@ -369,18 +456,31 @@ class SqlStore(abc.ABC):
         for cur in self._send(conn, select, wanted, where, params):
             yield from cur.fetchall()
 
-    def _send(self, conn: Any, select: str, wanted: Iterable[ResourceRef], where: str = "",
-              params: Sequence[Any] = ()) -> list[Any]:
+    def _send(
+        self,
+        conn: Any,
+        select: str,
+        wanted: Iterable[ResourceRef],
+        where: str = "",
+        params: Sequence[Any] = (),
+    ) -> list[Any]:
         """The cursors of :meth:`_rows_of`'s queries, sent but not read."""
         pairs = sorted((lc, key_text(key)) for lc, key in wanted)
         cursors = []
         for i in range(0, len(pairs), 400):
-            chunk = pairs[i: i + 400]
+            chunk = pairs[i : i + 400]
             values = ", ".join(["(?, ?)"] * len(chunk))
-            cursors.append(conn.execute(self.sql(
-                f"{select} WHERE (lifecycle, resource_key) IN "  # not (a, b) IN (VALUES ...):
-                f"(SELECT column1, column2 FROM (VALUES {values}) AS wanted)"  # SQLite scans
-                f"{where}"), [*(v for pair in chunk for v in pair), *params]))
+            cursors.append(
+                conn.execute(
+                    self.sql(
+                        # not (a, b) IN (VALUES ...), which SQLite plans as a scan
+                        f"{select} WHERE (lifecycle, resource_key) IN "
+                        f"(SELECT column1, column2 FROM (VALUES {values}) AS wanted)"
+                        f"{where}"
+                    ),
+                    [*(v for pair in chunk for v in pair), *params],
+                )
+            )
         return cursors
 
     def _recent(self, conn: Any, wanted: Collection[ResourceRef], since: float) -> Recent:
@@ -389,21 +489,34 @@ class SqlStore(abc.ABC):
 
     def _write(self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]) -> None:
         """Append the batch's log rows and upsert the resources its results changed."""
-        self._many(conn, f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
-                   f"({', '.join(['?'] * 16)})",
-                   [event_row(r, e.data if type(e) is Parsed else None)
-                    for r, e in zip(results, batch.events, strict=False)])
-        self._upsert(conn, [_resource_row(ref, batch.tables[ref[0]][ref[1]], first, last)
-                            for ref, (first, last) in batch.changed(results).items()])
+        self._many(
+            conn,
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['?'] * 16)})",
+            [
+                event_row(r, e.data if type(e) is Parsed else None)
+                for r, e in zip(results, batch.events, strict=False)
+            ],
+        )
+        self._upsert(
+            conn,
+            [
+                _resource_row(ref, batch.tables[ref[0]][ref[1]], first, last)
+                for ref, (first, last) in batch.changed(results).items()
+            ],
+        )
 
     def _upsert(self, conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert or update resource rows (``first_seq`` stays what it was)."""
-        self._many(conn, f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES "
-                   f"({', '.join(['?'] * 10)}) ON CONFLICT (lifecycle, resource_key) DO UPDATE "
-                   "SET state = excluded.state, entered_at = excluded.entered_at, "
-                   "data = excluded.data, cycle_id = excluded.cycle_id, "
-                   "last_seq = excluded.last_seq, meeting_id = excluded.meeting_id, "
-                   "session_id = excluded.session_id", rows)
+        self._many(
+            conn,
+            f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES "
+            f"({', '.join(['?'] * 10)}) ON CONFLICT (lifecycle, resource_key) DO UPDATE "
+            "SET state = excluded.state, entered_at = excluded.entered_at, "
+            "data = excluded.data, cycle_id = excluded.cycle_id, "
+            "last_seq = excluded.last_seq, meeting_id = excluded.meeting_id, "
+            "session_id = excluded.session_id",
+            rows,
+        )
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -425,8 +538,12 @@ class SqlStore(abc.ABC):
         """The resources matching ``q`` (and ``key``), each with its recent history."""
         where: list[str] = []
         params: list[Any] = []
-        for column, value in (("lifecycle", q.lifecycle), ("meeting_id", q.meeting_id),
-                              ("session_id", q.session_id), ("state", q.state)):
+        for column, value in (
+            ("lifecycle", q.lifecycle),
+            ("meeting_id", q.meeting_id),
+            ("session_id", q.session_id),
+            ("state", q.state),
+        ):
             if value is not None:
                 where.append(f"r.{column} = ?")
                 params.append(value)
@@ -438,32 +555,47 @@ class SqlStore(abc.ABC):
         if q.limit is not None or q.offset:
             page = " LIMIT ? OFFSET ?"
             params += [self.no_limit if q.limit is None else q.limit, q.offset]
-        chosen = (f"SELECT r.lifecycle, r.resource_key FROM resources r {clause} "
-                  f"ORDER BY {_REGISTRY_ORDER}, r.first_seq{page}")
+        chosen = (
+            f"SELECT r.lifecycle, r.resource_key FROM resources r {clause} "
+            f"ORDER BY {_REGISTRY_ORDER}, r.first_seq{page}"
+        )
         with self._transaction() as conn:
-            rows = conn.execute(self.sql(
-                "SELECT r.lifecycle, r.resource_key, r.state, r.entered_at, r.data, r.cycle_id "
-                f"FROM resources r JOIN ({chosen}) AS p ON p.lifecycle = r.lifecycle AND "
-                f"p.resource_key = r.resource_key ORDER BY {_REGISTRY_ORDER}, r.first_seq"),
-                params).fetchall()
-            history = conn.execute(self.sql(  # the last history_limit of each
-                "SELECT lifecycle, resource_key, seq, webhook_type, outcome, received_at FROM "
-                "(SELECT e.lifecycle, e.resource_key, e.seq, e.webhook_type, e.outcome, "
-                "e.received_at, row_number() OVER (PARTITION BY e.lifecycle, e.resource_key "
-                f"ORDER BY e.seq DESC) AS age FROM events e JOIN ({chosen}) AS p ON "
-                "p.lifecycle = e.lifecycle AND p.resource_key = e.resource_key) AS h "
-                "WHERE age <= ? ORDER BY seq"), [*params, self.history_limit]).fetchall()
+            rows = conn.execute(
+                self.sql(
+                    "SELECT r.lifecycle, r.resource_key, r.state, r.entered_at, r.data, r.cycle_id "
+                    f"FROM resources r JOIN ({chosen}) AS p ON p.lifecycle = r.lifecycle AND "
+                    f"p.resource_key = r.resource_key ORDER BY {_REGISTRY_ORDER}, r.first_seq"
+                ),
+                params,
+            ).fetchall()
+            history = conn.execute(
+                self.sql(  # the last history_limit of each
+                    "SELECT lifecycle, resource_key, seq, webhook_type, outcome, received_at FROM "
+                    "(SELECT e.lifecycle, e.resource_key, e.seq, e.webhook_type, e.outcome, "
+                    "e.received_at, row_number() OVER (PARTITION BY e.lifecycle, e.resource_key "
+                    f"ORDER BY e.seq DESC) AS age FROM events e JOIN ({chosen}) AS p ON "
+                    "p.lifecycle = e.lifecycle AND p.resource_key = e.resource_key) AS h "
+                    "WHERE age <= ? ORDER BY seq"
+                ),
+                [*params, self.history_limit],
+            ).fetchall()
         entries: dict[tuple[str, str], list[HistoryEntry]] = {}
         for lc, k, seq, w, outcome, t in history:
             entries.setdefault((lc, k), []).append(
-                HistoryEntry(int(seq), w, Outcome(outcome), utc(float(t))))
-        return [status_of(lc, tuple(orjson.loads(k)), _resource_of(*rest),
-                          tuple(entries.get((lc, k), ()))) for lc, k, *rest in rows]
+                HistoryEntry(int(seq), w, Outcome(outcome), utc(float(t)))
+            )
+        return [
+            status_of(
+                lc, tuple(orjson.loads(k)), _resource_of(*rest), tuple(entries.get((lc, k), ()))
+            )
+            for lc, k, *rest in rows
+        ]
 
     def state_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
         for lc, state, n in self._query(
-                "SELECT lifecycle, state, count(*) FROM resources GROUP BY lifecycle, state"):
+            "SELECT lifecycle, state, count(*) FROM resources GROUP BY lifecycle, state"
+        ):
             counts.setdefault(lc, {})[state] = int(n)
         return counts
 
@@ -471,9 +603,12 @@ class SqlStore(abc.ABC):
         q = query
         where = ["anomaly = 1", "seq > ?"]
         params: list[Any] = [q.after]
-        for column, value in (("lifecycle", q.lifecycle),
-                              ("outcome", q.outcome.value if q.outcome is not None else None),
-                              ("meeting_id", q.meeting_id), ("session_id", q.session_id)):
+        for column, value in (
+            ("lifecycle", q.lifecycle),
+            ("outcome", q.outcome.value if q.outcome is not None else None),
+            ("meeting_id", q.meeting_id),
+            ("session_id", q.session_id),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
@@ -491,16 +626,22 @@ class SqlStore(abc.ABC):
             params.append(limit)
         return [result_of(r) for r in self._query(sql, params)]
 
-    def resource_log(self, lifecycle: str, key: ResourceKey,
-                     at: int | datetime) -> tuple[Snapshot | None, list[FeedResult]]:
+    def resource_log(
+        self, lifecycle: str, key: ResourceKey, at: int | datetime
+    ) -> tuple[Snapshot | None, list[FeedResult]]:
         column, bound = ("seq", at) if isinstance(at, int) else ("received_at", at.timestamp())
         with self._transaction() as conn:
-            row = conn.execute(self.sql(
-                "SELECT base FROM resources WHERE lifecycle = ? AND resource_key = ?"),
-                (lifecycle, key_text(key))).fetchone()
-            rows = conn.execute(self.sql(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE lifecycle = ? AND resource_key = ? "
-                f"AND {column} <= ? ORDER BY seq"), (lifecycle, key_text(key), bound)).fetchall()
+            row = conn.execute(
+                self.sql("SELECT base FROM resources WHERE lifecycle = ? AND resource_key = ?"),
+                (lifecycle, key_text(key)),
+            ).fetchone()
+            rows = conn.execute(
+                self.sql(
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE lifecycle = ? AND resource_key = ? "
+                    f"AND {column} <= ? ORDER BY seq"
+                ),
+                (lifecycle, key_text(key), bound),
+            ).fetchall()
         base = _snapshot_of(row[0]) if row and row[0] else None
         if base is not None and (base.seq if column == "seq" else base.resource.entered) > bound:
             raise LogPruned(f"{lifecycle} {'/'.join(key)}: its log before {at} was pruned")
@@ -523,27 +664,40 @@ class SqlStore(abc.ABC):
         dropped = 0
         try:
             with self._transaction(exclusive=True) as conn:
-                rows = conn.execute(self.sql(
-                    "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, last_seq "
-                    "FROM resources r WHERE entered_at < ? AND (lifecycle, state) IN "
-                    f"(SELECT column1, column2 FROM (VALUES {values}) AS final) AND EXISTS "
-                    "(SELECT 1 FROM events e WHERE e.lifecycle = r.lifecycle AND "
-                    "e.resource_key = r.resource_key)"
-                ), [before, *[v for pair in finals for v in pair]]).fetchall()
+                rows = conn.execute(
+                    self.sql(
+                        "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, "
+                        "last_seq FROM resources r WHERE entered_at < ? AND (lifecycle, state) IN "
+                        f"(SELECT column1, column2 FROM (VALUES {values}) AS final) AND EXISTS "
+                        "(SELECT 1 FROM events e WHERE e.lifecycle = r.lifecycle AND "
+                        "e.resource_key = r.resource_key)"
+                    ),
+                    [before, *[v for pair in finals for v in pair]],
+                ).fetchall()
                 if rows:  # sequence numbers are never handed out again, even once pruned
-                    conn.execute(self.sql(
-                        "INSERT INTO lifecycle_meta (name, value) VALUES ('pruned_seq', ?) "
-                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
-                        (str(self._high_water(conn)),))
+                    conn.execute(
+                        self.sql(
+                            "INSERT INTO lifecycle_meta (name, value) VALUES ('pruned_seq', ?) "
+                            "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                        ),
+                        (str(self._high_water(conn)),),
+                    )
                 for lc, key, state, entered, data, cycle_id, last_seq in rows:
                     base = Snapshot(_resource_of(state, entered, data, cycle_id), int(last_seq))
-                    cur = conn.execute(self.sql(
-                        "DELETE FROM events WHERE lifecycle = ? AND resource_key = ? "
-                        "AND seq <= ?"), (lc, key, last_seq))
+                    cur = conn.execute(
+                        self.sql(
+                            "DELETE FROM events WHERE lifecycle = ? AND resource_key = ? "
+                            "AND seq <= ?"
+                        ),
+                        (lc, key, last_seq),
+                    )
                     dropped += max(cur.rowcount, 0)
-                    conn.execute(self.sql(
-                        "UPDATE resources SET base = ? WHERE lifecycle = ? AND resource_key = ?"),
-                        (_snapshot_text(base), lc, key))
+                    conn.execute(
+                        self.sql(
+                            "UPDATE resources SET base = ? WHERE lifecycle = ? AND resource_key = ?"
+                        ),
+                        (_snapshot_text(base), lc, key),
+                    )
         finally:
             self._forget()
         return dropped
@@ -564,7 +718,8 @@ def _recent(rows: Iterable[Sequence[Any]]) -> Recent:
     recent: Recent = {}
     for lc, key, blob, t in rows:
         recent.setdefault((lc, tuple(orjson.loads(key))), []).append(
-            (digest_bytes(bytes(blob)), float(t)))
+            (digest_bytes(bytes(blob)), float(t))
+        )
     return recent
 
 
@@ -573,9 +728,16 @@ class _SqlBatch:
 
     history_cap = 0  # history is read from the log
 
-    def __init__(self, store: SqlStore, transaction: AbstractContextManager[Any], conn: Any,
-                 events: Sequence[Parsed | Rejected], loaded: dict[ResourceRef, Resource],
-                 seqs: list[int], recent: Recent) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        transaction: AbstractContextManager[Any],
+        conn: Any,
+        events: Sequence[Parsed | Rejected],
+        loaded: dict[ResourceRef, Resource],
+        seqs: list[int],
+        recent: Recent,
+    ) -> None:
         self.store = store
         self.transaction = transaction
         self.conn = conn
@@ -597,8 +759,7 @@ class _SqlBatch:
                 seqs.setdefault((r.lifecycle, r.key), [r.seq, 0])[1] = r.seq
         return seqs
 
-    def commit(self, results: Sequence[FeedResult],
-               digests: Sequence[bytes | None] | None) -> None:
+    def commit(self, results: Sequence[FeedResult], digests: Sequence[bytes | None] | None) -> None:
         try:
             self.store._write(self.conn, self, results)
         except BaseException as e:
@@ -624,11 +785,13 @@ class _SqlMaintenance:
 
     def resources(self) -> dict[ResourceRef, Stored]:
         return {
-            (lc, tuple(orjson.loads(k))): Stored(_resource_of(state, entered, data, cycle_id),
-                                                 _snapshot_of(base) if base else None)
+            (lc, tuple(orjson.loads(k))): Stored(
+                _resource_of(state, entered, data, cycle_id), _snapshot_of(base) if base else None
+            )
             for lc, k, state, entered, data, cycle_id, base in self.conn.execute(
                 "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, base "
-                "FROM resources").fetchall()
+                "FROM resources"
+            ).fetchall()
         }
 
     def events(self) -> Iterator[FeedResult]:
@@ -637,10 +800,18 @@ class _SqlMaintenance:
             for row in batch:
                 yield result_of(row)
 
-    def replace(self, changed: Mapping[ResourceRef, tuple[Resource, int, int]],
-                removed: Collection[ResourceRef]) -> None:
+    def replace(
+        self,
+        changed: Mapping[ResourceRef, tuple[Resource, int, int]],
+        removed: Collection[ResourceRef],
+    ) -> None:
         store = self.store
-        store._many(self.conn, "DELETE FROM resources WHERE lifecycle = ? AND resource_key = ?",
-                    [(lc, key_text(key)) for lc, key in removed])
-        store._upsert(self.conn, [_resource_row(ref, res, first, last)
-                                  for ref, (res, first, last) in changed.items()])
+        store._many(
+            self.conn,
+            "DELETE FROM resources WHERE lifecycle = ? AND resource_key = ?",
+            [(lc, key_text(key)) for lc, key in removed],
+        )
+        store._upsert(
+            self.conn,
+            [_resource_row(ref, res, first, last) for ref, (res, first, last) in changed.items()],
+        )

@@ -41,8 +41,10 @@ __all__ = ["MemoryStore"]
 STATES = tuple(sorted({s for lc in LIFECYCLES.values() for s in lc.states}))
 _STATE_CODE = {s: i for i, s in enumerate(STATES)}
 if len(STATES) > 16 or len(OUTCOMES) > 8:
-    raise DefinitionError(f"{len(STATES)} state names and {len(OUTCOMES)} outcomes do not fit "
-                          "the 4 and 3 bits of a memory log entry: widen them in stores.memory")
+    raise DefinitionError(
+        f"{len(STATES)} state names and {len(OUTCOMES)} outcomes do not fit "
+        "the 4 and 3 bits of a memory log entry: widen them in stores.memory"
+    )
 _REDELIVERY, _AFTER_SESSION_END, _SEQ_SHIFT = 1 << 7, 1 << 8, 9
 _NO_STATE = _STATE_CODE[IDLE]  # a result that names no resource has no state before
 _PRUNED = object()  # the payload of an entry that prune() dropped
@@ -50,8 +52,14 @@ _APPLIED, _GAP = Outcome.APPLIED, Outcome.GAP
 
 
 def _packed(r: FeedResult) -> int:
-    flags = ((_REDELIVERY if REDELIVERY in r.warnings else 0)
-             | (_AFTER_SESSION_END if AFTER_SESSION_END in r.warnings else 0)) if r.warnings else 0
+    flags = (
+        (
+            (_REDELIVERY if REDELIVERY in r.warnings else 0)
+            | (_AFTER_SESSION_END if AFTER_SESSION_END in r.warnings else 0)
+        )
+        if r.warnings
+        else 0
+    )
     before = _NO_STATE if r.before is None else _STATE_CODE[r.before]
     return (r.seq << _SEQ_SHIFT) | flags | (before << 3) | OUTCOME_CODE[r.outcome]
 
@@ -61,17 +69,43 @@ def _unpacked(packed: int, timestamp: float, payload: Any) -> FeedResult:
     seq, outcome = packed >> _SEQ_SHIFT, OUTCOMES[packed & 7]
     p = parse(payload)
     if type(p) is Rejected:
-        return FeedResult(seq, outcome, None, None, p.webhook_type, None, None, (), (),
-                          p.reason, timestamp, payload)
+        return FeedResult(
+            seq,
+            outcome,
+            None,
+            None,
+            p.webhook_type,
+            None,
+            None,
+            (),
+            (),
+            p.reason,
+            timestamp,
+            payload,
+        )
     assert type(p) is Parsed
     before = STATES[(packed >> 3) & 15]
     cell = p.route.steps[before]
     changed = outcome is _APPLIED or outcome is _GAP
-    warnings = (*p.warnings, *((REDELIVERY,) if packed & _REDELIVERY else ()),
-                *((AFTER_SESSION_END,) if packed & _AFTER_SESSION_END else ()))
-    return FeedResult(seq, outcome, p.route.lifecycle, p.key, p.webhook_type, before,
-                      cell.target if changed else before,
-                      cell.missing if outcome is _GAP else (), warnings, None, timestamp, payload)
+    warnings = (
+        *p.warnings,
+        *((REDELIVERY,) if packed & _REDELIVERY else ()),
+        *((AFTER_SESSION_END,) if packed & _AFTER_SESSION_END else ()),
+    )
+    return FeedResult(
+        seq,
+        outcome,
+        p.route.lifecycle,
+        p.key,
+        p.webhook_type,
+        before,
+        cell.target if changed else before,
+        cell.missing if outcome is _GAP else (),
+        warnings,
+        None,
+        timestamp,
+        payload,
+    )
 
 
 class MemoryStore:
@@ -85,8 +119,13 @@ class MemoryStore:
 
     whole_log = False
 
-    def __init__(self, *, history_limit: int = 100, log_limit: int | None = 1_000,
-                 anomaly_limit: int | None = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        history_limit: int = 100,
+        log_limit: int | None = 1_000,
+        anomaly_limit: int | None = 10_000,
+    ) -> None:
         if history_limit < 1:
             raise InvalidArgument(f"history_limit must be at least 1, not {history_limit}")
         for name, value in (("log_limit", log_limit), ("anomaly_limit", anomaly_limit)):
@@ -112,11 +151,16 @@ class MemoryStore:
         self._recent_order: list[tuple[float, ResourceRef]] = []
 
     @classmethod
-    def from_url(cls, url: str, *, history_limit: int = 100, log_limit: int | None = 1_000,
-                 anomaly_limit: int | None = 10_000) -> MemoryStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        history_limit: int = 100,
+        log_limit: int | None = 1_000,
+        anomaly_limit: int | None = 10_000,
+    ) -> MemoryStore:
         """``memory://``: a new, empty store."""
-        return cls(history_limit=history_limit, log_limit=log_limit,
-                   anomaly_limit=anomaly_limit)
+        return cls(history_limit=history_limit, log_limit=log_limit, anomaly_limit=anomaly_limit)
 
     # -- feeding: the store is its own batch -----------------------------------------------
 
@@ -130,14 +174,15 @@ class MemoryStore:
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
         return any(d == digest and t >= since for d, t in self._recent.get((lifecycle, key), ()))
 
-    def commit(self, results: Sequence[FeedResult],
-               digests: Sequence[bytes | None] | None) -> None:
+    def commit(self, results: Sequence[FeedResult], digests: Sequence[bytes | None] | None) -> None:
         limit = self.log_limit
         for r in results:
-            # a plain tuple unpacks several times faster than a named one (hot path)
-            seq, outcome, _, _, _, before, _, _, warnings, _, now, payload = tuple(r)
-            entry = ((seq << _SEQ_SHIFT) | (_STATE_CODE[before] << 3) | OUTCOME_CODE[outcome]
-                     if not warnings and before is not None else _packed(r))
+            seq, outcome, _, _, _, before, _, _, warnings, _, now, payload = r
+            entry = (
+                (seq << _SEQ_SHIFT) | (_STATE_CODE[before] << 3) | OUTCOME_CODE[outcome]
+                if not warnings and before is not None
+                else _packed(r)
+            )
             if limit is None:
                 self._packed.append(entry)
                 self._times.append(now)
@@ -199,9 +244,11 @@ class MemoryStore:
     def _entries_of(self, lifecycle: str, key: ResourceKey) -> list[FeedResult]:
         """The logged results of one resource, oldest first."""
         res = self.tables[lifecycle].get(key)
+        found: Iterator[FeedResult | None]
         if res is not None and len(res.history) < self.history_cap:  # its whole history
-            found = (self._entry(int(res.history[i]) >> SHIFT)
-                     for i in range(0, len(res.history), 2))
+            found = (
+                self._entry(int(res.history[i]) >> SHIFT) for i in range(0, len(res.history), 2)
+            )
         else:
             found = self._entries()
         return [r for r in found if r is not None and r.key == key and r.lifecycle == lifecycle]
@@ -218,17 +265,23 @@ class MemoryStore:
         res = self.tables[lifecycle].get(key)
         return None if res is None else status_of(lifecycle, key, res)
 
-    def resource_log(self, lifecycle: str, key: ResourceKey,
-                     at: int | datetime) -> tuple[Snapshot | None, list[FeedResult]]:
+    def resource_log(
+        self, lifecycle: str, key: ResourceKey, at: int | datetime
+    ) -> tuple[Snapshot | None, list[FeedResult]]:
         if key not in self.tables[lifecycle]:
             return None, []
         entries = self._entries_of(lifecycle, key)
         base = self._bases.get((lifecycle, key))
-        whole = (bool(entries) and entries[0].before == IDLE) if base is None else (
-            base.seq >= self._dropped)
+        whole = (
+            (bool(entries) and entries[0].before == IDLE)
+            if base is None
+            else (base.seq >= self._dropped)
+        )
         if not whole:
-            raise LogPruned(f"{lifecycle} {'/'.join(key)}: its earlier events have left the "
-                            f"memory log (it keeps the last {self.log_limit:,})")
+            raise LogPruned(
+                f"{lifecycle} {'/'.join(key)}: its earlier events have left the "
+                f"memory log (it keeps the last {self.log_limit:,})"
+            )
         if isinstance(at, datetime):
             bound = at.timestamp()
             if base is not None and base.resource.entered > bound:
@@ -265,7 +318,8 @@ class MemoryStore:
         kept = self._anomalies
         start = bisect_right(kept, q.after, key=lambda r: r.seq)
         matching = (
-            r for r in islice(kept, start, None)
+            r
+            for r in islice(kept, start, None)
             if (q.lifecycle is None or r.lifecycle == q.lifecycle)
             and (q.outcome is None or r.outcome is q.outcome)
             and (q.meeting_id is None or r.data.get("meetingId") == q.meeting_id)
@@ -298,8 +352,10 @@ class MemoryStore:
                 i = r.seq - 1 if self.log_limit is None else (r.seq - 1) % self.log_limit
                 self._payloads[i] = _PRUNED
                 dropped += 1
-        self._anomalies = deque((r for r in self._anomalies if (r.lifecycle, r.key) not in pruned),
-                                maxlen=self.anomaly_limit)
+        self._anomalies = deque(
+            (r for r in self._anomalies if (r.lifecycle, r.key) not in pruned),
+            maxlen=self.anomaly_limit,
+        )
         return dropped
 
     def close(self) -> None:
@@ -331,15 +387,17 @@ class _Maintenance:
     def events(self) -> Iterator[FeedResult]:
         return iter(list(self.store._entries()))
 
-    def replace(self, changed: Mapping[ResourceRef, tuple[Resource, int, int]],
-                removed: Collection[ResourceRef]) -> None:
+    def replace(
+        self,
+        changed: Mapping[ResourceRef, tuple[Resource, int, int]],
+        removed: Collection[ResourceRef],
+    ) -> None:
         s = self.store
-        for (name, key) in removed:
+        for name, key in removed:
             s.tables[name].pop(key, None)
         for (name, key), (res, _, _) in changed.items():
             res.history = array("d")
             for r in s._entries_of(name, key):  # its history, from the log
                 res.history.extend((pack(r.seq, r.webhook_type or "", r.outcome), r.timestamp))
-            del res.history[:-s.history_cap]
+            del res.history[: -s.history_cap]
             s.tables[name][key] = res
-

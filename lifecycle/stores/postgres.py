@@ -26,8 +26,10 @@ except ImportError:  # pragma: no cover - an install without the extra
 __all__ = ["PostgresStore"]
 
 _SCHEMA_LOCK = 0x6C6966656379636C  # the advisory lock id of migrations
-_LOCKS = ("SELECT count(pg_advisory_xact_lock(k)) FROM "
-          "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS locks")
+_LOCKS = (
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS locks"
+)
 _SEQS = "SELECT nextval('lifecycle_events_seq') FROM generate_series(1, %s)"
 
 
@@ -47,7 +49,8 @@ class PostgresStore(SqlStore):
     def __init__(self, url: str, *, history_limit: int = 100) -> None:
         if psycopg is None:  # pragma: no cover - an install without the extra
             raise StoreUnavailable(
-                "PostgreSQL needs psycopg: pip install 'videosdk-lifecycle[postgresql]'")
+                "PostgreSQL needs psycopg: pip install 'videosdk-lifecycle[postgresql]'"
+            )
         self.errors = (psycopg.Error,)
         super().__init__(url, history_limit=history_limit)
 
@@ -92,18 +95,21 @@ class PostgresStore(SqlStore):
         (top,) = conn.execute(
             "SELECT greatest(coalesce((SELECT max(seq) FROM events), 0), "
             "coalesce((SELECT CAST(value AS BIGINT) FROM lifecycle_meta "
-            "WHERE name = 'pruned_seq'), 0))").fetchone()
+            "WHERE name = 'pruned_seq'), 0))"
+        ).fetchone()
         return int(top)
 
-    def _load(self, conn: Any, wanted: Collection[ResourceRef], size: int,
-              since: float | None) -> tuple[dict[ResourceRef, Resource], list[int], Recent]:
+    def _load(
+        self, conn: Any, wanted: Collection[ResourceRef], size: int, since: float | None
+    ) -> tuple[dict[ResourceRef, Resource], list[int], Recent]:
         # every statement is sent before the first answer is read: one round trip
         if wanted:
             conn.execute(_LOCKS, (sorted({_lock_id(lc, key_text(k)) for lc, k in wanted}),))
         seqs = conn.execute(_SEQS, (size,))
         loads = self._send(conn, LOAD, wanted)
-        recents = ([] if since is None else
-                   self._send(conn, RECENT, wanted, RECENT_SINCE, [since]))
-        return (_loaded(row for cur in loads for row in cur.fetchall()),
-                [int(r[0]) for r in seqs.fetchall()],
-                _recent(row for cur in recents for row in cur.fetchall()))
+        recents = [] if since is None else self._send(conn, RECENT, wanted, RECENT_SINCE, [since])
+        return (
+            _loaded(row for cur in loads for row in cur.fetchall()),
+            [int(r[0]) for r in seqs.fetchall()],
+            _recent(row for cur in recents for row in cur.fetchall()),
+        )

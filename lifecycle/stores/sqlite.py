@@ -47,16 +47,25 @@ class SqliteStore(SqlStore):
     no_limit = -1
     errors = (sqlite3.Error,)
 
-    def __init__(self, path: str | os.PathLike[str], *, url: str | None = None,
-                 history_limit: int = 100, synchronous: str = "NORMAL",
-                 cache_size: int = 50_000) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        url: str | None = None,
+        history_limit: int = 100,
+        synchronous: str = "NORMAL",
+        cache_size: int = 50_000,
+    ) -> None:
         self.path = str(path)
         if synchronous.upper() not in _SYNCHRONOUS:
-            raise InvalidArgument(f"synchronous must be {', '.join(_SYNCHRONOUS[:-1])} or "
-                                  f"{_SYNCHRONOUS[-1]}, not {synchronous!r}")
+            raise InvalidArgument(
+                f"synchronous must be {', '.join(_SYNCHRONOUS[:-1])} or "
+                f"{_SYNCHRONOUS[-1]}, not {synchronous!r}"
+            )
         if self.path and not Path(self.path).parent.exists():
-            raise StoreUnavailable(f"cannot open {url or self.path}: folder "
-                                   f"{Path(self.path).parent} does not exist")
+            raise StoreUnavailable(
+                f"cannot open {url or self.path}: folder {Path(self.path).parent} does not exist"
+            )
         self.synchronous = synchronous.upper()
         self.cache_size = cache_size
         self._cache: OrderedDict[ResourceRef, Resource | None] = OrderedDict()
@@ -65,8 +74,9 @@ class SqliteStore(SqlStore):
         super().__init__(url or f"sqlite:///{self.path}", history_limit=history_limit)
 
     @classmethod
-    def from_url(cls, url: str, *, history_limit: int = 100,
-                 synchronous: str = "NORMAL") -> SqliteStore:
+    def from_url(
+        cls, url: str, *, history_limit: int = 100, synchronous: str = "NORMAL"
+    ) -> SqliteStore:
         """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://`` (in memory)
         or a bare path."""
         path = sqlite_path(url)
@@ -75,8 +85,9 @@ class SqliteStore(SqlStore):
         return cls(path, url=url, history_limit=history_limit, synchronous=synchronous)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path or ":memory:", isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path or ":memory:", isolation_level=None, check_same_thread=False
+        )
         conn.execute("PRAGMA busy_timeout = 30000")
         if self.path:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -103,7 +114,8 @@ class SqliteStore(SqlStore):
         (top,) = conn.execute(
             "SELECT max(coalesce((SELECT max(seq) FROM events), 0), "
             "coalesce((SELECT CAST(value AS INTEGER) FROM lifecycle_meta "
-            "WHERE name = 'pruned_seq'), 0))").fetchone()
+            "WHERE name = 'pruned_seq'), 0))"
+        ).fetchone()
         return int(top)
 
     # -- the writer's cache --------------------------------------------------------------
@@ -112,8 +124,9 @@ class SqliteStore(SqlStore):
         self._cache.clear()
         self._version = self._top = None
 
-    def _load_resources(self, conn: Any,
-                        wanted: Collection[ResourceRef]) -> dict[ResourceRef, Resource]:
+    def _load_resources(
+        self, conn: Any, wanted: Collection[ResourceRef]
+    ) -> dict[ResourceRef, Resource]:
         (version,) = conn.execute("PRAGMA data_version").fetchone()
         if version != self._version:  # another connection wrote: what we kept may be stale
             self._forget()

@@ -24,6 +24,7 @@ def test_a_clean_stream_is_all_applied() -> None:
 
 def test_streams_are_reproducible_from_their_seed() -> None:
     """The same seed gives the same bytes; another seed another stream."""
+
     def dump(seed: int) -> list[bytes]:
         return [orjson.dumps(p) for p in stream(10, seed=seed, shuffle=0.1, duplicate=0.1)]
 

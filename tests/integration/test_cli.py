@@ -24,25 +24,39 @@ import pytest
 from lifecycle import LIFECYCLES, Engine, FeedResult, Outcome, ResourceStatus
 from lifecycle._simulate import stream
 
-from conftest import EXAMPLES_FILE
+from support import EXAMPLES_FILE
 
-ENV_NAMES = ("LIFECYCLE_DB", "LIFECYCLE_TOKEN", "LIFECYCLE_PUBLIC_KEY", "FORCE_COLOR",
-             "COLUMNS", "TTY_COMPATIBLE")
+ENV_NAMES = (
+    "LIFECYCLE_DB",
+    "LIFECYCLE_TOKEN",
+    "LIFECYCLE_PUBLIC_KEY",
+    "FORCE_COLOR",
+    "COLUMNS",
+    "TTY_COMPATIBLE",
+)
 COMMANDS = ["replay", "status", "anomalies", "diagram", "simulate", "serve"]
 ROW = re.compile(r"^\s*(\d+)\s+({})\s".format("|".join(o.value for o in Outcome)))
 """A table row of an anomaly: its seq and outcome first."""
 HLS_START = b'{"webhookType": "hls-starting", "data": {"meetingId": "m", "sessionId": "s"}}'
 
 
-def lifecycle(*args: str | Path, cwd: Path, stdin: bytes | None = None,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def lifecycle(
+    *args: str | Path, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m lifecycle ARGS`` in ``cwd``, with none of its variables set unless given."""
     clean = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    result = subprocess.run([sys.executable, "-m", "lifecycle", *map(str, args)], cwd=cwd,
-                            input=stdin, capture_output=True, env={**clean, **(env or {})},
-                            check=False, timeout=120)
-    return subprocess.CompletedProcess(result.args, result.returncode,
-                                       result.stdout.decode(), result.stderr.decode())
+    result = subprocess.run(
+        [sys.executable, "-m", "lifecycle", *map(str, args)],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        env={**clean, **(env or {})},
+        check=False,
+        timeout=120,
+    )
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
 
 
 def json_lines(path: Path) -> list[bytes]:
@@ -99,8 +113,8 @@ def examples_engine() -> Engine:
 
 # -- replay ------------------------------------------------------------------------------
 
-def test_replay_json_reports_what_the_engine_finds(tmp_path: Path,
-                                                   examples_engine: Engine) -> None:
+
+def test_replay_json_reports_what_the_engine_finds(tmp_path: Path, examples_engine: Engine) -> None:
     """replay --format json gives the engine's outcome counts, resources and anomalies."""
     lines = json_lines(EXAMPLES_FILE)
     result = lifecycle("replay", "--format", "json", EXAMPLES_FILE, cwd=tmp_path)
@@ -115,19 +129,24 @@ def test_replay_json_reports_what_the_engine_finds(tmp_path: Path,
 
 
 def test_replay_table_shows_state_counts_outcomes_and_anomalies(
-        tmp_path: Path, examples_engine: Engine) -> None:
+    tmp_path: Path, examples_engine: Engine
+) -> None:
     """The table output has a row per (lifecycle, state), the outcome line and each anomaly."""
     result = lifecycle("replay", EXAMPLES_FILE, cwd=tmp_path)
     rows = {tuple(line.split()) for line in result.stdout.splitlines()}
     counts = examples_engine.state_counts()
-    expected_rows = {(name, state, str(n)) for name, per in counts.items()
-                     for state, n in per.items()}
+    expected_rows = {
+        (name, state, str(n)) for name, per in counts.items() for state, n in per.items()
+    }
     anomalies = examples_engine.anomalies()
-    summary = ("events: {} ({}), anomalies: {}".format(
+    summary = "events: {} ({}), anomalies: {}".format(
         examples_engine.events_fed,
-        ", ".join(f"{o} {n}" for o, n in outcome_counts(
-            fed([]).feed_many(json_lines(EXAMPLES_FILE))).items()),
-        len(anomalies)))
+        ", ".join(
+            f"{o} {n}"
+            for o, n in outcome_counts(fed([]).feed_many(json_lines(EXAMPLES_FILE))).items()
+        ),
+        len(anomalies),
+    )
     anomaly_rows = [line.split()[:2] for line in result.stdout.splitlines() if ROW.match(line)]
     assert (0, "") == (result.returncode, result.stderr)
     assert set() == expected_rows - rows
@@ -145,8 +164,9 @@ def test_replay_reports_only_this_run(tmp_path: Path) -> None:
     report = json.loads(second.stdout)
     assert (0, 0) == (first.returncode, second.returncode)
     assert outcome_counts(again) == report["outcomes"]
-    assert (seq_outcomes(engine.anomalies(after=len(lines)))
-            == json_seq_outcomes(report["anomalies"]))
+    assert seq_outcomes(engine.anomalies(after=len(lines))) == json_seq_outcomes(
+        report["anomalies"]
+    )
 
 
 def test_replay_lists_only_the_resources_it_touched(tmp_path: Path) -> None:
@@ -154,8 +174,9 @@ def test_replay_lists_only_the_resources_it_touched(tmp_path: Path) -> None:
     other = tmp_path / "other.jsonl"
     other.write_bytes(HLS_START + b"\n")
     lifecycle("replay", "--db", "x.db", EXAMPLES_FILE, cwd=tmp_path)
-    report = json.loads(lifecycle("replay", "--db", "x.db", "--format", "json", other,
-                                  cwd=tmp_path).stdout)
+    report = json.loads(
+        lifecycle("replay", "--db", "x.db", "--format", "json", other, cwd=tmp_path).stdout
+    )
     assert [("hls", ["m", "s"], "starting")] == json_states(report["resources"])
 
 
@@ -164,10 +185,12 @@ def test_json_array_file_is_fed_like_its_json_lines(tmp_path: Path) -> None:
     payloads = [json.loads(line) for line in json_lines(EXAMPLES_FILE)]
     array_file = tmp_path / "examples.json"
     array_file.write_text("\n  \n" + json.dumps(payloads, indent=2))
-    lines = json.loads(lifecycle("replay", "--db", "a.db", "--format", "json", EXAMPLES_FILE,
-                                 cwd=tmp_path).stdout)
-    array = json.loads(lifecycle("replay", "--db", "b.db", "--format", "json", array_file,
-                                 cwd=tmp_path).stdout)
+    lines = json.loads(
+        lifecycle("replay", "--db", "a.db", "--format", "json", EXAMPLES_FILE, cwd=tmp_path).stdout
+    )
+    array = json.loads(
+        lifecycle("replay", "--db", "b.db", "--format", "json", array_file, cwd=tmp_path).stdout
+    )
     engine = fed(payloads)
     assert lines["outcomes"] == array["outcomes"]
     assert states(engine.resources()) == json_states(array["resources"])
@@ -178,8 +201,7 @@ def test_json_array_elements_that_are_not_webhooks_are_malformed(tmp_path: Path)
     """Array elements are fed as parsed: a number is a malformed result, not an error."""
     array_file = tmp_path / "a.json"
     array_file.write_bytes(b"[" + HLS_START + b", 5, []]")
-    report = json.loads(lifecycle("replay", "--format", "json", array_file,
-                                  cwd=tmp_path).stdout)
+    report = json.loads(lifecycle("replay", "--format", "json", array_file, cwd=tmp_path).stdout)
     elements: list[Any] = [json.loads(HLS_START), 5, []]
     expected = fed([]).feed_many(elements)
     assert outcome_counts(expected) == report["outcomes"]
@@ -188,22 +210,40 @@ def test_json_array_elements_that_are_not_webhooks_are_malformed(tmp_path: Path)
 
 def test_stdin_is_read_for_dash(tmp_path: Path) -> None:
     """``replay -`` reads the webhooks from stdin, as it would the file."""
-    from_file = json.loads(lifecycle("replay", "--db", "a.db", "--format", "json",
-                                     EXAMPLES_FILE, cwd=tmp_path).stdout)
-    from_stdin = json.loads(lifecycle("replay", "--db", "b.db", "--format", "json", "-",
-                                      cwd=tmp_path, stdin=EXAMPLES_FILE.read_bytes()).stdout)
+    from_file = json.loads(
+        lifecycle("replay", "--db", "a.db", "--format", "json", EXAMPLES_FILE, cwd=tmp_path).stdout
+    )
+    from_stdin = json.loads(
+        lifecycle(
+            "replay",
+            "--db",
+            "b.db",
+            "--format",
+            "json",
+            "-",
+            cwd=tmp_path,
+            stdin=EXAMPLES_FILE.read_bytes(),
+        ).stdout
+    )
     assert (from_file["outcomes"], json_states(from_file["resources"])) == (
-        from_stdin["outcomes"], json_states(from_stdin["resources"]))
+        from_stdin["outcomes"],
+        json_states(from_stdin["resources"]),
+    )
 
 
 def test_bad_lines_are_malformed_and_kept_as_they_came(tmp_path: Path) -> None:
     """Blank lines are skipped; every other line is logged byte for byte, a bad one malformed."""
-    lines = [b'{"webhookType" : "hls-starting",   "data": {"meetingId": "m", "sessionId": "s"}}',
-             b"{not json", b'{"webhookType": "hls-started"}', b"[1, 2]"]
+    lines = [
+        b'{"webhookType" : "hls-starting",   "data": {"meetingId": "m", "sessionId": "s"}}',
+        b"{not json",
+        b'{"webhookType": "hls-started"}',
+        b"[1, 2]",
+    ]
     path = tmp_path / "w.jsonl"
     path.write_bytes(b"\n".join([lines[0], b"", b"   ", *lines[1:]]) + b"\n\n")
-    report = json.loads(lifecycle("replay", "--db", "x.db", "--format", "json", path,
-                                  cwd=tmp_path).stdout)
+    report = json.loads(
+        lifecycle("replay", "--db", "x.db", "--format", "json", path, cwd=tmp_path).stdout
+    )
     with closing(Engine.open(tmp_path / "x.db")) as engine:
         logged = [r.payload for r in engine.log()]
     assert outcome_counts(fed([]).feed_many(lines)) == report["outcomes"]
@@ -212,14 +252,22 @@ def test_bad_lines_are_malformed_and_kept_as_they_came(tmp_path: Path) -> None:
 
 def test_batch_size_does_not_change_the_results(tmp_path: Path) -> None:
     """--batch 7 classifies every event as the default batch does."""
+
     def run(db: str, *more: str) -> dict[str, Any]:
-        return dict(json.loads(lifecycle("replay", "--db", db, "--format", "json", *more,
-                                         EXAMPLES_FILE, cwd=tmp_path).stdout))
+        return dict(
+            json.loads(
+                lifecycle(
+                    "replay", "--db", db, "--format", "json", *more, EXAMPLES_FILE, cwd=tmp_path
+                ).stdout
+            )
+        )
 
     default, small = run("a.db"), run("b.db", "--batch", "7")
-    assert (default["outcomes"], json_states(default["resources"]),
-            json_seq_outcomes(default["anomalies"])) == (
-        small["outcomes"], json_states(small["resources"]), json_seq_outcomes(small["anomalies"]))
+    assert (
+        default["outcomes"],
+        json_states(default["resources"]),
+        json_seq_outcomes(default["anomalies"]),
+    ) == (small["outcomes"], json_states(small["resources"]), json_seq_outcomes(small["anomalies"]))
 
 
 @pytest.mark.parametrize("anomalous", [True, False])
@@ -263,8 +311,9 @@ def test_broken_json_array_is_an_error(tmp_path: Path) -> None:
     assert_error(lifecycle("replay", path, cwd=tmp_path), "broken.json", "JSON array")
 
 
-@pytest.mark.parametrize(("url", "word"), [("nowhere/x.db", "nowhere"),
-                                           ("mysql://h/db", "unsupported")])
+@pytest.mark.parametrize(
+    ("url", "word"), [("nowhere/x.db", "nowhere"), ("mysql://h/db", "unsupported")]
+)
 def test_unopenable_database_is_an_error(tmp_path: Path, url: str, word: str) -> None:
     """A database that cannot be opened, or an unknown URL, is one error line, status 2."""
     assert_error(lifecycle("replay", "--db", url, EXAMPLES_FILE, cwd=tmp_path), word)
@@ -277,8 +326,11 @@ def test_large_input_off_a_terminal_prints_no_progress(tmp_path: Path) -> None:
     result = lifecycle("replay", "--format", "json", path, cwd=tmp_path)
     events = len(json_lines(path))
     assert events > 5_000
-    assert (0, "", events) == (result.returncode, result.stderr,
-                               json.loads(result.stdout)["events"])
+    assert (0, "", events) == (
+        result.returncode,
+        result.stderr,
+        json.loads(result.stdout)["events"],
+    )
 
 
 def test_large_input_on_a_terminal_shows_a_progress_bar(tmp_path: Path) -> None:
@@ -288,9 +340,13 @@ def test_large_input_on_a_terminal_shows_a_progress_bar(tmp_path: Path) -> None:
     main, child = pty.openpty()
     clean = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     with open(tmp_path / "out.json", "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "lifecycle", "replay", "--format",
-                                    "json", str(path)], cwd=tmp_path, stdout=out, stderr=child,
-                                   env=clean)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lifecycle", "replay", "--format", "json", str(path)],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=child,
+            env=clean,
+        )
     os.close(child)
     chunks: list[bytes] = []
 
@@ -316,55 +372,75 @@ def test_large_input_on_a_terminal_shows_a_progress_bar(tmp_path: Path) -> None:
 
 # -- status ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("filters", [
-    {},
-    {"lifecycle": "recording"},
-    {"meeting_id": "jvsg-8rjn-j304", "state": "stopped"},
-    {"session_id": "613731342f27f56e4fc4b6d0", "lifecycle": "participant"},
-    {"limit": 3},
-])
-def test_status_lists_the_engine_resources(tmp_path: Path, db: Path, examples_engine: Engine,
-                                           filters: dict[str, Any]) -> None:
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"lifecycle": "recording"},
+        {"meeting_id": "jvsg-8rjn-j304", "state": "stopped"},
+        {"session_id": "613731342f27f56e4fc4b6d0", "lifecycle": "participant"},
+        {"limit": 3},
+    ],
+)
+def test_status_lists_the_engine_resources(
+    tmp_path: Path, db: Path, examples_engine: Engine, filters: dict[str, Any]
+) -> None:
     """status --format json lists what engine.resources(filters) gives."""
-    flags = {"lifecycle": "--lifecycle", "meeting_id": "--meeting", "session_id": "--session",
-             "state": "--state", "limit": "--limit"}
+    flags = {
+        "lifecycle": "--lifecycle",
+        "meeting_id": "--meeting",
+        "session_id": "--session",
+        "state": "--state",
+        "limit": "--limit",
+    }
     args = [x for name, value in filters.items() for x in (flags[name], str(value))]
     result = lifecycle("status", "--db", db, "--format", "json", *args, cwd=tmp_path)
-    expected = examples_engine.resources(**{k: v for k, v in filters.items() if k != "limit"},
-                                         limit=filters.get("limit"))
+    expected = examples_engine.resources(
+        **{k: v for k, v in filters.items() if k != "limit"}, limit=filters.get("limit")
+    )
     assert (0, "") == (result.returncode, result.stderr)
     assert states(expected) == json_states(json.loads(result.stdout))
 
 
-def test_status_table_has_a_row_per_resource(tmp_path: Path, db: Path,
-                                             examples_engine: Engine) -> None:
+def test_status_table_has_a_row_per_resource(
+    tmp_path: Path, db: Path, examples_engine: Engine
+) -> None:
     """The status table shows each resource's lifecycle, key joined by /, and state."""
     result = lifecycle("status", "--db", db, cwd=tmp_path)
-    rows = [line.split()[:3] for line in result.stdout.splitlines()
-            if line.split() and line.split()[0] in LIFECYCLES]
+    rows = [
+        line.split()[:3]
+        for line in result.stdout.splitlines()
+        if line.split() and line.split()[0] in LIFECYCLES
+    ]
     expected = [(s.lifecycle, "/".join(s.key), s.state) for s in examples_engine.resources()]
     # a long key folds onto the next line: its first part is on the row
     assert len(expected) == len(rows)
-    assert [] == [(r, e) for r, e in zip(rows, expected, strict=True)
-                  if (r[0], r[2]) != (e[0], e[2]) or not e[1].startswith(r[1])]
+    assert [] == [
+        (r, e)
+        for r, e in zip(rows, expected, strict=True)
+        if (r[0], r[2]) != (e[0], e[2]) or not e[1].startswith(r[1])
+    ]
 
 
-def test_status_of_one_resource_has_its_history(tmp_path: Path, db: Path,
-                                                examples_engine: Engine) -> None:
+def test_status_of_one_resource_has_its_history(
+    tmp_path: Path, db: Path, examples_engine: Engine
+) -> None:
     """``status LIFECYCLE KEY...`` gives the resource's state, data and history."""
     key = ("jvsg-8rjn-j304", "613731342f27f56e4fc4b6d0")
     expected = examples_engine.status("recording", *key)
     assert expected is not None
-    result = lifecycle("status", "--db", db, "--format", "json", "recording", *key,
-                       cwd=tmp_path)
+    result = lifecycle("status", "--db", db, "--format", "json", "recording", *key, cwd=tmp_path)
     shown = json.loads(result.stdout)
     assert (expected.state, dict(expected.data)) == (shown["state"], shown["data"])
-    assert ([(h.seq, h.webhook_type, h.outcome.value) for h in expected.history]
-            == [(h["seq"], h["webhook_type"], h["outcome"]) for h in shown["history"]])
+    assert [(h.seq, h.webhook_type, h.outcome.value) for h in expected.history] == [
+        (h["seq"], h["webhook_type"], h["outcome"]) for h in shown["history"]
+    ]
 
 
-def test_status_of_one_resource_as_a_table(tmp_path: Path, db: Path,
-                                           examples_engine: Engine) -> None:
+def test_status_of_one_resource_as_a_table(
+    tmp_path: Path, db: Path, examples_engine: Engine
+) -> None:
     """The table of one resource shows its state and one history row per entry."""
     key = ("jvsg-8rjn-j304", "613731342f27f56e4fc4b6d0")
     expected = examples_engine.status("hls", *key)
@@ -375,13 +451,16 @@ def test_status_of_one_resource_as_a_table(tmp_path: Path, db: Path,
     assert [[str(h.seq), h.webhook_type, h.outcome.value] for h in expected.history] == history
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["recording", "no-such", "key"], ["no recording with key no-such/key"]),
-    (["recording", "only-one"], ["meetingId", "sessionId"]),
-    (["bogus", "x"], ["unknown lifecycle 'bogus'", *LIFECYCLES]),
-    (["--lifecycle", "bogus"], ["unknown lifecycle 'bogus'", *LIFECYCLES]),
-    (["recording", "m", "s", "--state", "stopped"], ["not both"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["recording", "no-such", "key"], ["no recording with key no-such/key"]),
+        (["recording", "only-one"], ["meetingId", "sessionId"]),
+        (["bogus", "x"], ["unknown lifecycle 'bogus'", *LIFECYCLES]),
+        (["--lifecycle", "bogus"], ["unknown lifecycle 'bogus'", *LIFECYCLES]),
+        (["recording", "m", "s", "--state", "stopped"], ["not both"]),
+    ],
+)
 def test_status_errors(tmp_path: Path, db: Path, args: list[str], words: list[str]) -> None:
     """A missing resource, a wrong key, an unknown lifecycle: one error line, status 2."""
     assert_error(lifecycle("status", "--db", db, *args, cwd=tmp_path), *words)
@@ -396,40 +475,70 @@ def test_queries_do_not_create_a_missing_database(tmp_path: Path, command: str) 
 
 # -- anomalies ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("filters", [
-    {},
-    {"lifecycle": "recording"},
-    {"outcome": "illegal", "limit": 3},
-    {"outcome": "applied"},
-    {"meeting_id": "jvsg-8rjn-j304", "after": 10},
-    {"session_id": "613731342f27f56e4fc4b6d0", "after": 20, "limit": 2},
-])
-def test_anomalies_list_what_the_engine_keeps(tmp_path: Path, db: Path,
-                                              examples_engine: Engine,
-                                              filters: dict[str, Any]) -> None:
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"lifecycle": "recording"},
+        {"outcome": "illegal", "limit": 3},
+        {"outcome": "applied"},
+        {"meeting_id": "jvsg-8rjn-j304", "after": 10},
+        {"session_id": "613731342f27f56e4fc4b6d0", "after": 20, "limit": 2},
+    ],
+)
+def test_anomalies_list_what_the_engine_keeps(
+    tmp_path: Path, db: Path, examples_engine: Engine, filters: dict[str, Any]
+) -> None:
     """anomalies --format json lists what engine.anomalies(filters) gives."""
-    flags = {"lifecycle": "--lifecycle", "outcome": "--outcome", "meeting_id": "--meeting",
-             "session_id": "--session", "after": "--after", "limit": "--limit"}
+    flags = {
+        "lifecycle": "--lifecycle",
+        "outcome": "--outcome",
+        "meeting_id": "--meeting",
+        "session_id": "--session",
+        "after": "--after",
+        "limit": "--limit",
+    }
     args = [x for name, value in filters.items() for x in (flags[name], str(value))]
     result = lifecycle("anomalies", "--db", db, "--format", "json", *args, cwd=tmp_path)
     expected = examples_engine.anomalies(**filters)
     assert (0, "") == (result.returncode, result.stderr)
-    assert ([result_row(r) for r in expected]
-            == [result_row_json(r) for r in json.loads(result.stdout)])
+    assert [result_row(r) for r in expected] == [
+        result_row_json(r) for r in json.loads(result.stdout)
+    ]
 
 
 def result_row(r: FeedResult) -> tuple[Any, ...]:
-    return (r.seq, r.outcome.value, r.lifecycle, list(r.key or ()), r.webhook_type, r.before,
-            r.after, list(r.warnings), r.reason)
+    return (
+        r.seq,
+        r.outcome.value,
+        r.lifecycle,
+        list(r.key or ()),
+        r.webhook_type,
+        r.before,
+        r.after,
+        list(r.warnings),
+        r.reason,
+    )
 
 
 def result_row_json(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (r["seq"], r["outcome"], r["lifecycle"], list((r["key"] or {}).values()),
-            r["webhook_type"], r["before"], r["after"], r["warnings"], r["reason"])
+    return (
+        r["seq"],
+        r["outcome"],
+        r["lifecycle"],
+        list((r["key"] or {}).values()),
+        r["webhook_type"],
+        r["before"],
+        r["after"],
+        r["warnings"],
+        r["reason"],
+    )
 
 
-def test_anomalies_table_has_a_row_per_anomaly(tmp_path: Path, db: Path,
-                                               examples_engine: Engine) -> None:
+def test_anomalies_table_has_a_row_per_anomaly(
+    tmp_path: Path, db: Path, examples_engine: Engine
+) -> None:
     """The anomalies table starts a row with the seq and outcome of each anomaly."""
     result = lifecycle("anomalies", "--db", db, cwd=tmp_path)
     rows = [line.split()[:2] for line in result.stdout.splitlines() if ROW.match(line)]
@@ -438,11 +547,15 @@ def test_anomalies_table_has_a_row_per_anomaly(tmp_path: Path, db: Path,
 
 def test_unknown_outcome_is_an_error(tmp_path: Path, db: Path) -> None:
     """--outcome with an unknown value: one error line naming the known outcomes."""
-    assert_error(lifecycle("anomalies", "--db", db, "--outcome", "odd", cwd=tmp_path),
-                 "unknown outcome 'odd'", *(o.value for o in Outcome))
+    assert_error(
+        lifecycle("anomalies", "--db", db, "--outcome", "odd", cwd=tmp_path),
+        "unknown outcome 'odd'",
+        *(o.value for o in Outcome),
+    )
 
 
 # -- diagram -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", ["mermaid", "dot"])
 @pytest.mark.parametrize("name", list(LIFECYCLES))
@@ -467,14 +580,30 @@ def test_diagram_of_an_unknown_lifecycle_is_an_error(tmp_path: Path) -> None:
 
 # -- simulate ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("shuffle", "duplicate", "drop"), [(0, 0, 0), (0.1, 0.05, 0.05)])
-def test_simulate_writes_the_simulator_stream(tmp_path: Path, shuffle: float, duplicate: float,
-                                              drop: float) -> None:
+def test_simulate_writes_the_simulator_stream(
+    tmp_path: Path, shuffle: float, duplicate: float, drop: float
+) -> None:
     """simulate writes ``stream(...)`` as compact JSON lines, one webhook a line."""
-    result = lifecycle("simulate", "--meetings", "6", "--seed", "3", "--shuffle", str(shuffle),
-                       "--duplicate", str(duplicate), "--drop", str(drop), cwd=tmp_path)
-    expected = b"".join(orjson.dumps(p) + b"\n" for p in stream(
-        6, 3, shuffle=shuffle, duplicate=duplicate, drop=drop))
+    result = lifecycle(
+        "simulate",
+        "--meetings",
+        "6",
+        "--seed",
+        "3",
+        "--shuffle",
+        str(shuffle),
+        "--duplicate",
+        str(duplicate),
+        "--drop",
+        str(drop),
+        cwd=tmp_path,
+    )
+    expected = b"".join(
+        orjson.dumps(p) + b"\n"
+        for p in stream(6, 3, shuffle=shuffle, duplicate=duplicate, drop=drop)
+    )
     assert (0, expected.decode()) == (result.returncode, result.stdout)
 
 
@@ -486,8 +615,15 @@ def test_simulate_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) ->
     assert (one, True) == ((tmp_path / "s.jsonl").read_text(), one != other)
 
 
-@pytest.mark.parametrize("args", [["--meetings", "0"], ["--meetings", "2", "--drop", "1.5"],
-                                  ["--meetings", "2", "--shuffle", "-0.1"], []])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--meetings", "0"],
+        ["--meetings", "2", "--drop", "1.5"],
+        ["--meetings", "2", "--shuffle", "-0.1"],
+        [],
+    ],
+)
 def test_simulate_refuses_bad_numbers(tmp_path: Path, args: list[str]) -> None:
     """Meetings below 1, a chance outside [0, 1] or no --meetings: usage error, status 2."""
     result = lifecycle("simulate", *args, cwd=tmp_path)
@@ -497,9 +633,13 @@ def test_simulate_refuses_bad_numbers(tmp_path: Path, args: list[str]) -> None:
 def test_simulate_into_a_pipe_closed_early_stops_quietly(tmp_path: Path) -> None:
     """When the reader of stdout goes away, simulate stops with 141 and no traceback."""
     clean = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    process = subprocess.Popen([sys.executable, "-m", "lifecycle", "simulate", "--meetings",
-                                "2000"], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=clean)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lifecycle", "simulate", "--meetings", "2000"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean,
+    )
     assert process.stdout is not None
     assert process.stderr is not None
     first = process.stdout.readline()
@@ -512,21 +652,28 @@ def test_simulate_into_a_pipe_closed_early_stops_quietly(tmp_path: Path) -> None
 
 # -- serve -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("args", "env", "words"), [
-    ([], {}, ["public key", "--insecure-no-signature"]),
-    (["--insecure-no-signature", "--host", "0.0.0.0"], {}, ["0.0.0.0", "--token"]),
-    ([], {"LIFECYCLE_PUBLIC_KEY": "not a key"}, ["public key"]),
-    (["--public-key", "missing.pem"], {}, ["missing.pem"]),
-])
-def test_serve_refuses_unsafe_or_broken_settings(tmp_path: Path, args: list[str],
-                                                 env: dict[str, str], words: list[str]) -> None:
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        ([], {}, ["public key", "--insecure-no-signature"]),
+        (["--insecure-no-signature", "--host", "0.0.0.0"], {}, ["0.0.0.0", "--token"]),
+        ([], {"LIFECYCLE_PUBLIC_KEY": "not a key"}, ["public key"]),
+        (["--public-key", "missing.pem"], {}, ["missing.pem"]),
+    ],
+)
+def test_serve_refuses_unsafe_or_broken_settings(
+    tmp_path: Path, args: list[str], env: dict[str, str], words: list[str]
+) -> None:
     """No signature key, an exposed host without a token, a bad key: error line, status 2."""
     pytest.importorskip("lifecycle._http")
-    assert_error(lifecycle("serve", "--db", "s.db", "--port", "1", *args, cwd=tmp_path,
-                           env=env), *words)
+    assert_error(
+        lifecycle("serve", "--db", "s.db", "--port", "1", *args, cwd=tmp_path, env=env), *words
+    )
 
 
 # -- help --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_help_shows_examples(tmp_path: Path, command: str) -> None:

@@ -7,11 +7,10 @@ import subprocess
 import sys
 import zipfile
 from email.parser import Parser
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +19,25 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     src = tmp_path_factory.mktemp("src")
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "lifecycle", src / "lifecycle",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "lifecycle", src / "lifecycle", ignore=shutil.ignore_patterns("__pycache__")
+    )
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(src)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
     )
     (path,) = out.glob("*.whl")
     return zipfile.ZipFile(path)
@@ -39,8 +50,11 @@ def test_wheel_ships_the_package_typed(wheel: zipfile.ZipFile) -> None:
     assert not any(n.startswith(("tests/", "bench/", "docs/")) for n in names)
     sources = {n for n in names if n.startswith("lifecycle/")}
     package = ROOT / "lifecycle"
-    expected = {f"lifecycle/{p.relative_to(package).as_posix()}" for p in package.rglob("*")
-                if p.suffix == ".py" or p.name == "py.typed"}
+    expected = {
+        f"lifecycle/{p.relative_to(package).as_posix()}"
+        for p in package.rglob("*")
+        if p.suffix == ".py" or p.name == "py.typed"
+    }
     assert expected == sources
 
 
@@ -51,10 +65,11 @@ def test_wheel_metadata_pins_lower_bounds(wheel: zipfile.ZipFile) -> None:
     requires = msg.get_all("Requires-Dist") or []
     runtime = [r for r in requires if "extra ==" not in r]
     assert {"attrs", "cattrs", "click", "orjson", "rich", "transitions"} == {
-        r.split(">=")[0] for r in runtime}
+        r.split(">=")[0] for r in runtime
+    }
     assert all(">=" in r for r in requires)
-    assert any(r.startswith("hypothesis>=") and "extra == \"testing\"" in r for r in requires)
-    server = {r.split(">=")[0].split("[")[0] for r in requires if "extra == \"server\"" in r}
+    assert any(r.startswith("hypothesis>=") and 'extra == "testing"' in r for r in requires)
+    server = {r.split(">=")[0].split("[")[0] for r in requires if 'extra == "server"' in r}
     assert {"starlette", "uvicorn", "cryptography", "prometheus-client"} == server
     assert "Typing :: Typed" in (msg.get_all("Classifier") or [])
     assert ">=3.11" == msg["Requires-Python"]
@@ -68,7 +83,9 @@ def test_wheel_installs_the_lifecycle_command(wheel: zipfile.ZipFile) -> None:
 
 def test_importing_the_library_imports_no_interface() -> None:
     """`import lifecycle` loads neither the server's nor the command line's libraries."""
-    code = ("import sys, lifecycle; print(sorted(m for m in ('starlette', 'uvicorn', 'click', "
-            "'rich', 'cryptography', 'prometheus_client', 'psycopg') if m in sys.modules))")
+    code = (
+        "import sys, lifecycle; print(sorted(m for m in ('starlette', 'uvicorn', 'click', "
+        "'rich', 'cryptography', 'prometheus_client', 'psycopg') if m in sys.modules))"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "[]" == run.stdout.strip()

@@ -29,15 +29,25 @@ from lifecycle import strategies as vs
 from lifecycle._convert import encode_payload
 from lifecycle.stores._sql import MIGRATIONS
 
-from conftest import STORES, load_examples, postgres_or_skip, reset_postgres
+from support import STORES, load_examples, postgres_or_skip, reset_postgres
 
 MEETING = {"meetingId": "m1", "sessionId": "s1"}
 
 
 def summary(r: FeedResult) -> tuple[Any, ...]:
     """What a result says, without its clock time."""
-    return (r.seq, r.outcome, r.lifecycle, r.key, r.webhook_type, r.before, r.after,
-            r.missing, r.warnings, r.reason)
+    return (
+        r.seq,
+        r.outcome,
+        r.lifecycle,
+        r.key,
+        r.webhook_type,
+        r.before,
+        r.after,
+        r.missing,
+        r.warnings,
+        r.reason,
+    )
 
 
 def states(engine: Engine) -> list[tuple[str, tuple[str, ...], str]]:
@@ -99,9 +109,11 @@ def test_status_data_and_history(make: Callable[..., Engine]) -> None:
     assert "stopped" == status.state
     assert {**MEETING, "fileUrl": "u"} == dict(status.data)
     assert datetime.fromtimestamp(clock.now - 1, UTC) == status.entered_at
-    assert [(1, "recording-starting", Outcome.APPLIED), (2, "recording-stopped", Outcome.GAP),
-            (3, "recording-started", Outcome.OUT_OF_ORDER)] == [
-        (h.seq, h.webhook_type, h.outcome) for h in status.history]
+    assert [
+        (1, "recording-starting", Outcome.APPLIED),
+        (2, "recording-stopped", Outcome.GAP),
+        (3, "recording-started", Outcome.OUT_OF_ORDER),
+    ] == [(h.seq, h.webhook_type, h.outcome) for h in status.history]
     assert status == engine.status("recording", "m1", "s1")
     assert engine.status("recording", "m1", "nope") is None
 
@@ -117,11 +129,14 @@ def test_filters(make: Callable[..., Engine]) -> None:
     engine.feed({"webhookType": "transcription-started", "data": {"id": "t1", **other}})
     engine.feed(b"not json")
     assert [("recording", ("m1", "s1")), ("recording", ("m2", "s2"))] == [
-        (r.lifecycle, r.key) for r in engine.resources(lifecycle="recording")]
-    assert {"recording", "transcription"} == {r.lifecycle for r in engine.resources(
-        session_id="s2")}
-    assert [("hls", "started")] == [(r.lifecycle, r.state) for r in engine.resources(
-        meeting_id="m1", state="started")]
+        (r.lifecycle, r.key) for r in engine.resources(lifecycle="recording")
+    ]
+    assert {"recording", "transcription"} == {
+        r.lifecycle for r in engine.resources(session_id="s2")
+    }
+    assert [("hls", "started")] == [
+        (r.lifecycle, r.state) for r in engine.resources(meeting_id="m1", state="started")
+    ]
     assert [Outcome.GAP, Outcome.MALFORMED] == [a.outcome for a in engine.anomalies()]
     assert [b"not json"] == [a.payload for a in engine.anomalies(outcome="malformed")]
     assert ["hls"] == [a.lifecycle for a in engine.anomalies(meeting_id="m1")]
@@ -140,7 +155,9 @@ def test_payloads_are_kept_as_they_came(make: Callable[..., Engine]) -> None:
     assert (Outcome.MALFORMED, raw) == (bad.outcome, bad.payload)
     assert "data.meetingId" in (bad.reason or "")
     assert (Outcome.UNKNOWN_TYPE, '{"webhookType": "sip-call-started", "data": {}}') == (
-        unknown.outcome, unknown.payload)
+        unknown.outcome,
+        unknown.payload,
+    )
     assert Outcome.MALFORMED == odd.outcome
     assert "payload must be a mapping" in (odd.reason or "")
 
@@ -165,7 +182,8 @@ def test_feed_many_equals_feed(make: Callable[..., Engine]) -> None:
     one = Engine(clock=lambda: 1.0)
     payloads: list[Any] = [*load_examples(), b"{", *load_examples()[:5]]
     assert [summary(one.feed(p)) for p in payloads] == [
-        summary(r) for r in batch.feed_many(payloads)]
+        summary(r) for r in batch.feed_many(payloads)
+    ]
     assert states(one) == states(batch)
 
 
@@ -198,7 +216,8 @@ def test_any_stream_gives_the_same_results_on_every_store(
     memory = Engine(clock=lambda: 1.0)
     try:
         assert [summary(memory.feed(p)) for p in stream] == [
-            summary(engine.feed(p)) for p in stream]
+            summary(engine.feed(p)) for p in stream
+        ]
         assert states(memory) == states(engine)
     finally:
         engine.close()
@@ -247,6 +266,7 @@ def test_reopening_keeps_everything(make: Callable[..., Engine], store_url: str)
 
 # -- store specific ------------------------------------------------------------------
 
+
 def test_an_older_database_is_migrated(tmp_path: Path) -> None:
     """A database of schema version 1 with data opens, migrated, its data intact."""
     path = tmp_path / "old.db"
@@ -261,19 +281,24 @@ def test_an_older_database_is_migrated(tmp_path: Path) -> None:
         "resource_key, webhook_type, before_state, after_state, missing, warnings, reason) "
         "VALUES (1, 10.0, ?, 'bytes', 'gap', 'recording', '[\"m1\",\"s1\"]', "
         "'recording-started', 'idle', 'started', '[\"starting\"]', '[]', NULL)",
-        (b'{"webhookType":"recording-started","data":{"meetingId":"m1","sessionId":"s1"}}',))
+        (b'{"webhookType":"recording-started","data":{"meetingId":"m1","sessionId":"s1"}}',),
+    )
     conn.execute(
         "INSERT INTO resources (lifecycle, resource_key, state, entered_at, data, cycle_id, "
         "first_seq, last_seq) VALUES ('recording', '[\"m1\",\"s1\"]', 'started', 10.0, "
-        "'{\"meetingId\":\"m1\",\"sessionId\":\"s1\"}', NULL, 1, 1)")
+        '\'{"meetingId":"m1","sessionId":"s1"}\', NULL, 1, 1)'
+    )
     conn.close()
     engine = Engine.open(path)
     try:
         assert [Outcome.GAP] == [a.outcome for a in engine.anomalies(meeting_id="m1")]
         assert ["recording"] == [r.lifecycle for r in engine.resources(session_id="s1")]
         assert [] == engine.rebuild()
-        version = sqlite3.connect(path).execute(
-            "SELECT value FROM lifecycle_meta WHERE name = 'schema_version'").fetchone()
+        version = (
+            sqlite3.connect(path)
+            .execute("SELECT value FROM lifecycle_meta WHERE name = 'schema_version'")
+            .fetchone()
+        )
         assert (str(SCHEMA_VERSION),) == version
     finally:
         engine.close()
@@ -297,8 +322,11 @@ def test_postgres_is_reachable_in_ci(store_url: str) -> None:
 def test_mappings_with_values_json_lacks(make: Callable[..., Engine]) -> None:
     """A mapping payload holding a Decimal or a set is fed, stored and rebuilt like JSON."""
     engine = make()
-    payload = {"webhookType": "recording-stopped", "tags": {"x"},
-               "data": {**MEETING, "fileUrl": "u", "size": Decimal("1.5")}}
+    payload = {
+        "webhookType": "recording-stopped",
+        "tags": {"x"},
+        "data": {**MEETING, "fileUrl": "u", "size": Decimal("1.5")},
+    }
     result = engine.feed(payload)
     assert (Outcome.GAP, "stopped") == (result.outcome, result.after)
     status = engine.status("recording", "m1", "s1")
@@ -313,7 +341,9 @@ def test_mappings_with_values_json_lacks(make: Callable[..., Engine]) -> None:
 @given(stream=vs.streams(), size=st.integers(1, 7))
 @settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_pages_put_together_give_the_whole_list(
-    store_url: str | None, stream: list[Any], size: int,
+    store_url: str | None,
+    stream: list[Any],
+    size: int,
 ) -> None:
     """Paging resources (limit, offset) and anomalies (after, limit) loses and repeats none."""
     with fresh(store_url, clock=Clock()) as engine:
@@ -323,8 +353,10 @@ def test_pages_put_together_give_the_whole_list(
 
 def check_pages(engine: Engine, size: int) -> None:
     whole = [(s.lifecycle, s.key) for s in engine.resources()]
-    pages = [[(s.lifecycle, s.key) for s in engine.resources(limit=size, offset=o)]
-             for o in range(0, len(whole) + size, size)]
+    pages = [
+        [(s.lifecycle, s.key) for s in engine.resources(limit=size, offset=o)]
+        for o in range(0, len(whole) + size, size)
+    ]
     assert whole == [k for page in pages for k in page]
     assert all(len(p) <= size for p in pages)
     anomalies, after = [], 0
@@ -333,8 +365,9 @@ def check_pages(engine: Engine, size: int) -> None:
         after = page[-1].seq
     assert [a.seq for a in engine.anomalies()] == anomalies
     counted = Counter((s.lifecycle, s.state) for s in engine.resources())
-    assert counted == Counter({(lc, state): n for lc, per in engine.state_counts().items()
-                               for state, n in per.items()})
+    assert counted == Counter(
+        {(lc, state): n for lc, per in engine.state_counts().items() for state, n in per.items()}
+    )
 
 
 @across
@@ -434,12 +467,15 @@ def fresh(store_url: str | None, **options: Any) -> Iterator[Engine]:
 def test_nul_characters_never_reach_the_database(make: Callable[..., Engine]) -> None:
     """NUL in a key field or a type is malformed; in other fields or filters it is harmless."""
     engine = make()
-    outcomes = [engine.feed(b).outcome.value for b in [
-        b'{"webhookType":"session-started","data":{"meetingId":"a\\u0000","sessionId":"s"}}',
-        b'{"webhookType":"nul\\u0000type","data":{"meetingId":"a\\u0000"}}',
-        b'{"webhookType":"sip-call","data":{"meetingId":"a\\u0000","sessionId":"\\u0000"}}',
-        b'{"webhookType":"session-started","data":{"meetingId":"a","sessionId":"s","x":"\\u0000"}}',
-    ]]
+    outcomes = [
+        engine.feed(b).outcome.value
+        for b in [
+            b'{"webhookType":"session-started","data":{"meetingId":"a\\u0000","sessionId":"s"}}',
+            b'{"webhookType":"nul\\u0000type","data":{"meetingId":"a\\u0000"}}',
+            b'{"webhookType":"sip-call","data":{"meetingId":"a\\u0000","sessionId":"\\u0000"}}',
+            b'{"webhookType":"session-started","data":{"meetingId":"a","sessionId":"s","x":"\\u0000"}}',
+        ]
+    ]
     assert ["malformed", "malformed", "unknown_type", "applied"] == outcomes
     assert "NUL" in (engine.anomalies()[0].reason or "")
     assert [] == engine.resources(meeting_id="a\x00")

@@ -25,19 +25,33 @@ Edges = frozenset[tuple[str, str]]
 
 MEETING = ("meetingId", "sessionId")
 RECORDER_STATES = ("idle", "starting", "started", "stopping", "stopped", "failed")
-RECORDER_FORWARD: Edges = frozenset({
-    ("idle", "starting"), ("starting", "started"), ("started", "stopping"),
-    ("stopping", "stopped"),
-    ("starting", "failed"), ("started", "failed"), ("stopping", "failed"),
-})
+RECORDER_FORWARD: Edges = frozenset(
+    {
+        ("idle", "starting"),
+        ("starting", "started"),
+        ("started", "stopping"),
+        ("stopping", "stopped"),
+        ("starting", "failed"),
+        ("started", "failed"),
+        ("stopping", "failed"),
+    }
+)
 RECORDER_RESTART: Edges = frozenset({("stopped", "starting"), ("failed", "starting")})
 HLS_STATES = ("idle", "starting", "started", "playable", "stopping", "stopped", "failed")
-HLS_FORWARD: Edges = frozenset({
-    ("idle", "starting"), ("starting", "started"), ("started", "playable"),
-    ("playable", "stopping"), ("started", "stopping"), ("stopping", "stopped"),
-    ("starting", "failed"), ("started", "failed"), ("playable", "failed"),
-    ("stopping", "failed"),
-})
+HLS_FORWARD: Edges = frozenset(
+    {
+        ("idle", "starting"),
+        ("starting", "started"),
+        ("started", "playable"),
+        ("playable", "stopping"),
+        ("started", "stopping"),
+        ("stopping", "stopped"),
+        ("starting", "failed"),
+        ("started", "failed"),
+        ("playable", "failed"),
+        ("stopping", "failed"),
+    }
+)
 NONE: Edges = frozenset()
 
 
@@ -56,43 +70,106 @@ class Expected:
 
 EXPECTED: dict[str, Expected] = {
     "session": Expected(
-        MEETING, ("idle", "started", "ended"),
-        frozenset({("idle", "started"), ("started", "ended")}), NONE,
-        frozenset({"ended"}), "started", False),
+        MEETING,
+        ("idle", "started", "ended"),
+        frozenset({("idle", "started"), ("started", "ended")}),
+        NONE,
+        frozenset({"ended"}),
+        "started",
+        False,
+    ),
     "participant": Expected(
-        (*MEETING, "participantId"), ("idle", "joined", "left"),
-        frozenset({("idle", "joined"), ("joined", "left")}), frozenset({("left", "joined")}),
-        frozenset({"left"}), "joined", True),
+        (*MEETING, "participantId"),
+        ("idle", "joined", "left"),
+        frozenset({("idle", "joined"), ("joined", "left")}),
+        frozenset({("left", "joined")}),
+        frozenset({"left"}),
+        "joined",
+        True,
+    ),
     "recording": Expected(
-        MEETING, RECORDER_STATES, RECORDER_FORWARD, RECORDER_RESTART,
-        frozenset({"stopped", "failed"}), "starting", True),
+        MEETING,
+        RECORDER_STATES,
+        RECORDER_FORWARD,
+        RECORDER_RESTART,
+        frozenset({"stopped", "failed"}),
+        "starting",
+        True,
+    ),
     "participant-track-recording": Expected(
-        (*MEETING, "participantId", "kind"), RECORDER_STATES, RECORDER_FORWARD,
-        RECORDER_RESTART, frozenset({"stopped", "failed"}), "starting", True),
+        (*MEETING, "participantId", "kind"),
+        RECORDER_STATES,
+        RECORDER_FORWARD,
+        RECORDER_RESTART,
+        frozenset({"stopped", "failed"}),
+        "starting",
+        True,
+    ),
     "participant-recording": Expected(
-        (*MEETING, "participantId"), RECORDER_STATES, RECORDER_FORWARD, RECORDER_RESTART,
-        frozenset({"stopped", "failed"}), "starting", True),
+        (*MEETING, "participantId"),
+        RECORDER_STATES,
+        RECORDER_FORWARD,
+        RECORDER_RESTART,
+        frozenset({"stopped", "failed"}),
+        "starting",
+        True,
+    ),
     "livestream": Expected(
-        MEETING, RECORDER_STATES, RECORDER_FORWARD, RECORDER_RESTART,
-        frozenset({"stopped", "failed"}), "starting", True),
+        MEETING,
+        RECORDER_STATES,
+        RECORDER_FORWARD,
+        RECORDER_RESTART,
+        frozenset({"stopped", "failed"}),
+        "starting",
+        True,
+    ),
     "hls": Expected(
-        MEETING, HLS_STATES, HLS_FORWARD, RECORDER_RESTART,
-        frozenset({"stopped", "failed"}), "starting", True),
+        MEETING,
+        HLS_STATES,
+        HLS_FORWARD,
+        RECORDER_RESTART,
+        frozenset({"stopped", "failed"}),
+        "starting",
+        True,
+    ),
     "transcription": Expected(
-        ("id",), ("idle", "started", "stopped", "failed"),
-        frozenset({("idle", "started"), ("started", "stopped"), ("idle", "failed"),
-                   ("started", "failed")}), NONE,
-        frozenset({"stopped", "failed"}), "started", True),
+        ("id",),
+        ("idle", "started", "stopped", "failed"),
+        frozenset(
+            {("idle", "started"), ("started", "stopped"), ("idle", "failed"), ("started", "failed")}
+        ),
+        NONE,
+        frozenset({"stopped", "failed"}),
+        "started",
+        True,
+    ),
     "merge-recording": Expected(
-        ("id",), ("idle", "completed", "failed"),
-        frozenset({("idle", "completed"), ("idle", "failed")}), NONE,
-        frozenset({"completed", "failed"}), "completed", False),
+        ("id",),
+        ("idle", "completed", "failed"),
+        frozenset({("idle", "completed"), ("idle", "failed")}),
+        NONE,
+        frozenset({"completed", "failed"}),
+        "completed",
+        False,
+    ),
     "resource": Expected(
-        ("id",), ("idle", "acquired"), frozenset({("idle", "acquired")}), NONE,
-        frozenset({"acquired"}), "acquired", False),
+        ("id",),
+        ("idle", "acquired"),
+        frozenset({("idle", "acquired")}),
+        NONE,
+        frozenset({"acquired"}),
+        "acquired",
+        False,
+    ),
     "ai-deployment-session": Expected(
-        ("sessionId",), RECORDER_STATES, RECORDER_FORWARD, NONE,
-        frozenset({"stopped", "failed"}), "starting", False),
+        ("sessionId",),
+        RECORDER_STATES,
+        RECORDER_FORWARD,
+        NONE,
+        frozenset({"stopped", "failed"}),
+        "starting",
+        False,
+    ),
 }
 
 
@@ -109,12 +186,16 @@ WEBHOOKS: dict[str, dict[str, str]] = {
     "participant-recording": _family("participant-recording", RECORDER_TARGETS),
     "livestream": _family("livestream", RECORDER_TARGETS),
     "hls": _family("hls", HLS_STATES[1:]),
-    "transcription": {**_family("transcription", ("started", "stopped", "failed")),
-                      "transcription-completed": "stopped"},
+    "transcription": {
+        **_family("transcription", ("started", "stopped", "failed")),
+        "transcription-completed": "stopped",
+    },
     "merge-recording": _family("merge-recording", ("completed", "failed")),
     "resource": {"resource-acquired": "acquired"},
-    "ai-deployment-session": {**_family("ai-deployment-session", RECORDER_TARGETS),
-                              **_family("agent-session", RECORDER_TARGETS)},
+    "ai-deployment-session": {
+        **_family("ai-deployment-session", RECORDER_TARGETS),
+        **_family("agent-session", RECORDER_TARGETS),
+    },
 }
 
 NAMES = list(EXPECTED)
@@ -174,8 +255,15 @@ def test_webhook_types_cover_47() -> None:
 
 def test_outcomes() -> None:
     """Outcome is a str enum of the seven classifications."""
-    assert ["applied", "duplicate", "gap", "out_of_order", "illegal", "unknown_type",
-            "malformed"] == [o.value for o in Outcome]
+    assert [
+        "applied",
+        "duplicate",
+        "gap",
+        "out_of_order",
+        "illegal",
+        "unknown_type",
+        "malformed",
+    ] == [o.value for o in Outcome]
     assert isinstance(Outcome.GAP, str)
     assert "gap" == f"{Outcome.GAP}"
     assert Outcome.OUT_OF_ORDER is Outcome("out_of_order")
@@ -211,27 +299,35 @@ def test_table_applies_exactly_the_edges(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "state", "webhook_type", "step"),
     [
-        ("recording", "idle", "recording-stopped",
-         Step(Outcome.GAP, "stopped", ("starting", "started", "stopping"))),
-        ("recording", "stopped", "recording-starting",
-         Step(Outcome.APPLIED, "starting", (), True)),
+        (
+            "recording",
+            "idle",
+            "recording-stopped",
+            Step(Outcome.GAP, "stopped", ("starting", "started", "stopping")),
+        ),
+        ("recording", "stopped", "recording-starting", Step(Outcome.APPLIED, "starting", (), True)),
         ("recording", "stopped", "recording-failed", Step(Outcome.ILLEGAL, "failed")),
         ("recording", "stopped", "recording-started", Step(Outcome.OUT_OF_ORDER, "started")),
         ("recording", "started", "recording-started", Step(Outcome.DUPLICATE, "started")),
-        ("hls", "idle", "hls-stopped",
-         Step(Outcome.GAP, "stopped", ("starting", "started", "stopping"))),
+        (
+            "hls",
+            "idle",
+            "hls-stopped",
+            Step(Outcome.GAP, "stopped", ("starting", "started", "stopping")),
+        ),
         ("hls", "started", "hls-stopping", Step(Outcome.APPLIED, "stopping")),
         ("hls", "idle", "hls-failed", Step(Outcome.GAP, "failed", ("starting",))),
         ("transcription", "idle", "transcription-failed", Step(Outcome.APPLIED, "failed")),
-        ("transcription", "started", "transcription-completed",
-         Step(Outcome.APPLIED, "stopped")),
-        ("transcription", "stopped", "transcription-completed",
-         Step(Outcome.DUPLICATE, "stopped")),
-        ("ai-deployment-session", "stopped", "agent-session-starting",
-         Step(Outcome.OUT_OF_ORDER, "starting")),
+        ("transcription", "started", "transcription-completed", Step(Outcome.APPLIED, "stopped")),
+        ("transcription", "stopped", "transcription-completed", Step(Outcome.DUPLICATE, "stopped")),
+        (
+            "ai-deployment-session",
+            "stopped",
+            "agent-session-starting",
+            Step(Outcome.OUT_OF_ORDER, "starting"),
+        ),
         ("participant", "left", "participant-joined", Step(Outcome.APPLIED, "joined", (), True)),
-        ("merge-recording", "completed", "merge-recording-failed",
-         Step(Outcome.ILLEGAL, "failed")),
+        ("merge-recording", "completed", "merge-recording-failed", Step(Outcome.ILLEGAL, "failed")),
     ],
 )
 def test_table_cells(name: str, state: str, webhook_type: str, step: Step) -> None:
@@ -245,9 +341,7 @@ def test_table_cells(name: str, state: str, webhook_type: str, step: Step) -> No
 def _expected_machine_edges(name: str) -> set[tuple[str, str, str]]:
     want = EXPECTED[name]
     return {
-        (a, w, b)
-        for a, b in want.forward | want.restart
-        for w in _types_into(WEBHOOKS[name], b)
+        (a, w, b) for a, b in want.forward | want.restart for w in _types_into(WEBHOOKS[name], b)
     }
 
 
@@ -277,15 +371,15 @@ def test_mermaid(name: str) -> None:
     want = EXPECTED[name]
     arrows = re.findall(r"^\s*(\S+) --> (\S+): (.*)$", text, flags=re.MULTILINE)
     labelled = {(a, b): set(label.split(" | ")) for a, b, label in arrows}
-    assert {e: _types_into(WEBHOOKS[name], e[1]) for e in want.forward | want.restart} \
-        == labelled
+    assert {e: _types_into(WEBHOOKS[name], e[1]) for e in want.forward | want.restart} == labelled
     for state in want.states:
         assert f'state "{state}" as {state}' in text
 
 
 def _dot_edges(text: str) -> dict[tuple[str, str], tuple[str, bool]]:
-    edges = re.findall(r'^\s*"(\w+)" -> "(\w+)" \[label="([^"]*)"(, style="dashed")?\];$',
-                       text, flags=re.MULTILINE)
+    edges = re.findall(
+        r'^\s*"(\w+)" -> "(\w+)" \[label="([^"]*)"(, style="dashed")?\];$', text, flags=re.MULTILINE
+    )
     return {(a, b): (label, bool(dashed)) for a, b, label, dashed in edges}
 
 
@@ -328,12 +422,15 @@ def test_compile_a_small_definition() -> None:
     assert frozenset({"off"}) == lc.final_states
     assert "on" == lc.entry_state
     assert {
-        "idle": {"tiny-on": Step(Outcome.APPLIED, "on"),
-                 "tiny-off": Step(Outcome.GAP, "off", ("on",))},
-        "on": {"tiny-on": Step(Outcome.DUPLICATE, "on"),
-               "tiny-off": Step(Outcome.APPLIED, "off")},
-        "off": {"tiny-on": Step(Outcome.APPLIED, "on", (), True),
-                "tiny-off": Step(Outcome.DUPLICATE, "off")},
+        "idle": {
+            "tiny-on": Step(Outcome.APPLIED, "on"),
+            "tiny-off": Step(Outcome.GAP, "off", ("on",)),
+        },
+        "on": {"tiny-on": Step(Outcome.DUPLICATE, "on"), "tiny-off": Step(Outcome.APPLIED, "off")},
+        "off": {
+            "tiny-on": Step(Outcome.APPLIED, "on", (), True),
+            "tiny-off": Step(Outcome.DUPLICATE, "off"),
+        },
     } == {s: dict(row) for s, row in lc.table.items()}
     cls = lc.event_classes["tiny-off"]
     assert "TinyOff" == cls.__name__
@@ -345,9 +442,12 @@ def test_compile_a_small_definition() -> None:
 def test_compile_finds_out_of_order_and_illegal() -> None:
     """A hand-made branching lifecycle gets out_of_order and illegal cells."""
     d = LifecycleDef(
-        name="fork", key_fields=("meetingId", "sessionId"), shape=SessionEvent,
+        name="fork",
+        key_fields=("meetingId", "sessionId"),
+        shape=SessionEvent,
         states=("idle", "a", "b", "c"),
-        forward=(("idle", "a"), ("a", "b"), ("a", "c")), restart=(),
+        forward=(("idle", "a"), ("a", "b"), ("a", "c")),
+        restart=(),
         webhooks={"fork-a": "a", "fork-b": "b", "fork-c": "c"},
     )
     table = compile_lifecycle(d).table
@@ -358,47 +458,88 @@ def test_compile_finds_out_of_order_and_illegal() -> None:
 
 
 BAD_DEFINITIONS: list[tuple[str, LifecycleDef, str]] = [
-    ("first state not idle", attrs.evolve(TINY, states=("on", "idle", "off")),
-     "start with the one initial state"),
+    (
+        "first state not idle",
+        attrs.evolve(TINY, states=("on", "idle", "off")),
+        "start with the one initial state",
+    ),
     ("no states", attrs.evolve(TINY, states=()), "start with the one initial state"),
     ("duplicate state", attrs.evolve(TINY, states=("idle", "on", "off", "on")), "unique"),
-    ("forward edge to an unknown state",
-     attrs.evolve(TINY, forward=(*TINY.forward, ("on", "nowhere"))),
-     "edge on -> nowhere names an unknown state"),
-    ("forward edge from an unknown state",
-     attrs.evolve(TINY, forward=(*TINY.forward, ("nowhere", "off"))),
-     "edge nowhere -> off names an unknown state"),
-    ("restart edge to an unknown state", attrs.evolve(TINY, restart=(("off", "gone"),)),
-     "unknown state"),
-    ("forward edge back into idle", attrs.evolve(TINY, forward=(*TINY.forward, ("on", "idle"))),
-     "back to the initial state"),
-    ("restart edge back into idle", attrs.evolve(TINY, restart=(("off", "idle"),)),
-     "back to the initial state"),
-    ("webhook to an unknown state",
-     attrs.evolve(TINY, webhooks={**TINY.webhooks, "tiny-x": "nowhere"}),
-     "webhook 'tiny-x' maps to 'nowhere'"),
-    ("webhook to idle", attrs.evolve(TINY, webhooks={**TINY.webhooks, "tiny-reset": "idle"}),
-     "webhook 'tiny-reset' maps to 'idle'"),
-    ("state reached by no webhook", attrs.evolve(TINY, webhooks={"tiny-on": "on"}),
-     "every state but idle must be reached by some webhook"),
+    (
+        "forward edge to an unknown state",
+        attrs.evolve(TINY, forward=(*TINY.forward, ("on", "nowhere"))),
+        "edge on -> nowhere names an unknown state",
+    ),
+    (
+        "forward edge from an unknown state",
+        attrs.evolve(TINY, forward=(*TINY.forward, ("nowhere", "off"))),
+        "edge nowhere -> off names an unknown state",
+    ),
+    (
+        "restart edge to an unknown state",
+        attrs.evolve(TINY, restart=(("off", "gone"),)),
+        "unknown state",
+    ),
+    (
+        "forward edge back into idle",
+        attrs.evolve(TINY, forward=(*TINY.forward, ("on", "idle"))),
+        "back to the initial state",
+    ),
+    (
+        "restart edge back into idle",
+        attrs.evolve(TINY, restart=(("off", "idle"),)),
+        "back to the initial state",
+    ),
+    (
+        "webhook to an unknown state",
+        attrs.evolve(TINY, webhooks={**TINY.webhooks, "tiny-x": "nowhere"}),
+        "webhook 'tiny-x' maps to 'nowhere'",
+    ),
+    (
+        "webhook to idle",
+        attrs.evolve(TINY, webhooks={**TINY.webhooks, "tiny-reset": "idle"}),
+        "webhook 'tiny-reset' maps to 'idle'",
+    ),
+    (
+        "state reached by no webhook",
+        attrs.evolve(TINY, webhooks={"tiny-on": "on"}),
+        "every state but idle must be reached by some webhook",
+    ),
     ("no key fields", attrs.evolve(TINY, key_fields=()), "key fields"),
-    ("state reached by no edge",
-     attrs.evolve(TINY, states=("idle", "on", "off", "lost"),
-                  webhooks={**TINY.webhooks, "tiny-lost": "lost"}),
-     "['lost'] are not reachable"),
-    ("state reached only by a restart edge",
-     attrs.evolve(TINY, forward=(("idle", "on"),), restart=(("off", "on"),)),
-     "['off'] are not reachable"),
-    ("state reached only backwards",
-     attrs.evolve(TINY, forward=(("idle", "on"), ("off", "on")), restart=()),
-     "['off'] are not reachable"),
-    ("restart edge leaving a non-final state", attrs.evolve(TINY, restart=(("on", "on"),)),
-     "restart edge on -> on must leave a final state"),
-    ("forward edge out of the restart's final state",
-     attrs.evolve(TINY, states=("idle", "on", "off", "gone"),
-                  forward=(*TINY.forward, ("off", "gone")),
-                  webhooks={**TINY.webhooks, "tiny-gone": "gone"}),
-     "restart edge off -> on must leave a final state"),
+    (
+        "state reached by no edge",
+        attrs.evolve(
+            TINY,
+            states=("idle", "on", "off", "lost"),
+            webhooks={**TINY.webhooks, "tiny-lost": "lost"},
+        ),
+        "['lost'] are not reachable",
+    ),
+    (
+        "state reached only by a restart edge",
+        attrs.evolve(TINY, forward=(("idle", "on"),), restart=(("off", "on"),)),
+        "['off'] are not reachable",
+    ),
+    (
+        "state reached only backwards",
+        attrs.evolve(TINY, forward=(("idle", "on"), ("off", "on")), restart=()),
+        "['off'] are not reachable",
+    ),
+    (
+        "restart edge leaving a non-final state",
+        attrs.evolve(TINY, restart=(("on", "on"),)),
+        "restart edge on -> on must leave a final state",
+    ),
+    (
+        "forward edge out of the restart's final state",
+        attrs.evolve(
+            TINY,
+            states=("idle", "on", "off", "gone"),
+            forward=(*TINY.forward, ("off", "gone")),
+            webhooks={**TINY.webhooks, "tiny-gone": "gone"},
+        ),
+        "restart edge off -> on must leave a final state",
+    ),
 ]
 
 
@@ -433,5 +574,6 @@ def test_registry_of_valid_definitions() -> None:
     other = attrs.evolve(TINY, name="other", webhooks={"other-on": "on", "other-off": "off"})
     by_name, by_type = _registry([TINY, other])
     assert ["tiny", "other"] == list(by_name)
-    assert {"tiny-on": "tiny", "tiny-off": "tiny", "other-on": "other",
-            "other-off": "other"} == {w: lc.name for w, lc in by_type.items()}
+    assert {"tiny-on": "tiny", "tiny-off": "tiny", "other-on": "other", "other-off": "other"} == {
+        w: lc.name for w, lc in by_type.items()
+    }

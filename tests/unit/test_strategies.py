@@ -13,8 +13,9 @@ from lifecycle import LIFECYCLES, WEBHOOK_TYPES, InvalidEvent, dump_event, parse
 from lifecycle import strategies as vs
 
 
-@given(st.sampled_from(sorted(WEBHOOK_TYPES)).flatmap(lambda w: st.tuples(st.just(w),
-                                                                          vs.payloads(w))))
+@given(
+    st.sampled_from(sorted(WEBHOOK_TYPES)).flatmap(lambda w: st.tuples(st.just(w), vs.payloads(w)))
+)
 def test_payloads_parse_to_their_class_without_warnings(case: tuple[str, dict[str, Any]]) -> None:
     """A drawn payload of a type parses to that type's class, cleanly."""
     webhook_type, payload = case
@@ -29,8 +30,11 @@ def test_any_payload_round_trips(payload: dict[str, Any]) -> None:
     assert payload == dump_event(parse_event(payload))
 
 
-@given(st.sampled_from(sorted(LIFECYCLES)).flatmap(
-    lambda n: st.tuples(st.just(n), vs.lifecycle_events(n))))
+@given(
+    st.sampled_from(sorted(LIFECYCLES)).flatmap(
+        lambda n: st.tuples(st.just(n), vs.lifecycle_events(n))
+    )
+)
 def test_lifecycle_events_stay_on_one_resource(case: tuple[str, list[dict[str, Any]]]) -> None:
     """A lifecycle walk uses only that lifecycle's types, on one key."""
     name, events = case

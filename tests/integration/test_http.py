@@ -28,7 +28,7 @@ from lifecycle import Engine, Outcome
 from lifecycle import strategies as vs
 from lifecycle._simulate import stream
 
-from conftest import load_examples, postgres_or_skip, reset_postgres
+from support import ROOT, load_examples, postgres_or_skip, reset_postgres
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -62,7 +62,11 @@ class Server:
         self._log = self.log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lifecycle", "serve", "--port", str(self.port), *args],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=tmp, env={**os.environ, **env})
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
+            env={**os.environ, **env},
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -85,8 +89,11 @@ class Server:
 @pytest.fixture
 def public_pem(key: rsa.RSAPrivateKey, tmp_path: Path) -> Path:
     path = tmp_path / "videosdk-public.pem"
-    path.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return path
 
 
@@ -95,8 +102,9 @@ def start(tmp_path: Path, public_pem: Path) -> Iterator[Callable[..., Server]]:
     """Start servers (signed, with a token, on a SQLite file unless told); stop them after."""
     started: list[Server] = []
 
-    def starter(*args: str, db: str | None = None, signed: bool = True,
-                env: dict[str, str] | None = None) -> Server:
+    def starter(
+        *args: str, db: str | None = None, signed: bool = True, env: dict[str, str] | None = None
+    ) -> Server:
         base = ["--db", db or str(tmp_path / "lifecycle.db"), "--token", TOKEN]
         base += ["--public-key", str(public_pem)] if signed else ["--insecure-no-signature"]
         server = Server(tmp_path, [*base, *args], env or {})
@@ -128,12 +136,21 @@ def all_pages(client: httpx.Client, path: str) -> list[dict[str, Any]]:
 
 
 def summary(r: Any) -> tuple[Any, ...]:
-    return (r.seq, r.outcome.value, r.lifecycle, r.webhook_type, r.before, r.after,
-            list(r.missing), list(r.warnings))
+    return (
+        r.seq,
+        r.outcome.value,
+        r.lifecycle,
+        r.webhook_type,
+        r.before,
+        r.after,
+        list(r.missing),
+        list(r.warnings),
+    )
 
 
 def test_signed_examples_are_classified_as_the_engine_does(
-    start: Callable[..., Server], key: rsa.RSAPrivateKey,
+    start: Callable[..., Server],
+    key: rsa.RSAPrivateKey,
 ) -> None:
     """The 41 signed examples get 200 and the in-memory engine's outcomes, in order."""
     server, memory = start(), Engine()
@@ -143,34 +160,57 @@ def test_signed_examples_are_classified_as_the_engine_does(
             assert 200 == answer.status_code
             got = answer.json()
             assert summary(memory.feed(body)) == (
-                got["seq"], got["outcome"], got["lifecycle"], got["webhook_type"],
-                got["before"], got["after"], got["missing"], got["warnings"])
+                got["seq"],
+                got["outcome"],
+                got["lifecycle"],
+                got["webhook_type"],
+                got["before"],
+                got["after"],
+                got["missing"],
+                got["warnings"],
+            )
         served = all_pages(client, "/resources?limit=3")
         assert [(s.lifecycle, s.state) for s in memory.resources()] == [
-            (s["lifecycle"], s["state"]) for s in served]
+            (s["lifecycle"], s["state"]) for s in served
+        ]
         assert [a.seq for a in memory.anomalies()] == [
-            a["seq"] for a in all_pages(client, "/anomalies?limit=4")]
+            a["seq"] for a in all_pages(client, "/anomalies?limit=4")
+        ]
 
 
 def test_a_body_signed_by_openssl_is_accepted(
-    start: Callable[..., Server], key: rsa.RSAPrivateKey, tmp_path: Path,
+    start: Callable[..., Server],
+    key: rsa.RSAPrivateKey,
+    tmp_path: Path,
 ) -> None:
     """`openssl dgst -sha256 -sign` (the README's way) makes a signature the server takes."""
     private = tmp_path / "private.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     body = lines(load_examples())[0]
-    signed = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(private)], input=body,
-                            capture_output=True, check=True).stdout
+    signed = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", str(private)],
+        input=body,
+        capture_output=True,
+        check=True,
+    ).stdout
     server = start()
-    answer = httpx.post(f"{server.url}/webhooks", content=body,
-                        headers={"videosdk-signature": base64.b64encode(signed).decode()})
+    answer = httpx.post(
+        f"{server.url}/webhooks",
+        content=body,
+        headers={"videosdk-signature": base64.b64encode(signed).decode()},
+    )
     assert (200, "applied") == (answer.status_code, answer.json()["outcome"])
 
 
 def test_bad_signatures_are_refused_and_nothing_is_stored(
-    start: Callable[..., Server], key: rsa.RSAPrivateKey,
+    start: Callable[..., Server],
+    key: rsa.RSAPrivateKey,
 ) -> None:
     """Missing, non-base64 and wrong signatures get 401; the store stays empty."""
     server = start()
@@ -195,8 +235,12 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(
 def test_oversized_bodies_get_413(start: Callable[..., Server], key: rsa.RSAPrivateKey) -> None:
     """Above --max-body, with or without a Content-Length, the answer is 413 and nothing is fed."""
     server = start("--max-body", "1000")
-    big = orjson.dumps({"webhookType": "session-started",
-                        "data": {"meetingId": "m", "sessionId": "s", "pad": "x" * 1000}})
+    big = orjson.dumps(
+        {
+            "webhookType": "session-started",
+            "data": {"meetingId": "m", "sessionId": "s", "pad": "x" * 1000},
+        }
+    )
 
     def chunks() -> Iterator[bytes]:
         yield big[:500]
@@ -211,12 +255,17 @@ def test_oversized_bodies_get_413(start: Callable[..., Server], key: rsa.RSAPriv
 
 
 def test_malformed_and_unknown_payloads_are_stored_and_answered_200(
-    start: Callable[..., Server], key: rsa.RSAPrivateKey, tmp_path: Path,
+    start: Callable[..., Server],
+    key: rsa.RSAPrivateKey,
+    tmp_path: Path,
 ) -> None:
     """Bad JSON and unknown types: 200 with their outcome and reason, kept as they came."""
     server = start()
-    bodies = [b'{"webhookType": "recording-started", "data": {', b"\xff\xfe not json",
-              b'{"webhookType": "sip-call-started", "data": {"callId": "c1"}}']
+    bodies = [
+        b'{"webhookType": "recording-started", "data": {',
+        b"\xff\xfe not json",
+        b'{"webhookType": "sip-call-started", "data": {"callId": "c1"}}',
+    ]
     with httpx.Client(base_url=server.url) as client:
         answers = [post(client, key, b).json() for b in bodies]
         assert ["malformed", "malformed", "unknown_type"] == [a["outcome"] for a in answers]
@@ -230,7 +279,9 @@ def test_malformed_and_unknown_payloads_are_stored_and_answered_200(
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_concurrent_shuffled_stream_ends_in_the_engines_states(
-    start: Callable[..., Server], key: rsa.RSAPrivateKey, store: str,
+    start: Callable[..., Server],
+    key: rsa.RSAPrivateKey,
+    store: str,
 ) -> None:
     """1,000 shuffled events sent 32 at a time: each outcome and every final state is what
     the in-memory engine gives for the same events in the server's sequence order."""
@@ -245,11 +296,13 @@ def test_concurrent_shuffled_stream_ends_in_the_engines_states(
     async def send_all() -> list[dict[str, Any]]:
         gate = asyncio.Semaphore(32)
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+
             async def one(body: bytes) -> dict[str, Any]:
                 async with gate:
                     answer = await client.post("/webhooks", content=body, headers=sign(key, body))
                     assert 200 == answer.status_code
                     return {**answer.json(), "body": body}
+
             return await asyncio.gather(*(one(b) for b in bodies))
 
     answers = sorted(asyncio.run(send_all()), key=lambda a: a["seq"])
@@ -261,12 +314,16 @@ def test_concurrent_shuffled_stream_ends_in_the_engines_states(
     with httpx.Client(base_url=server.url) as client:
         served = all_pages(client, "/resources?limit=1000")
     assert sorted((s.lifecycle, "/".join(s.key), s.state) for s in memory.resources()) == sorted(
-        (s["lifecycle"], "/".join(s["key"].values()), s["state"]) for s in served)
+        (s["lifecycle"], "/".join(s["key"].values()), s["state"]) for s in served
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
 def test_every_acknowledged_webhook_survives_a_stop(
-    start: Callable[..., Server], key: rsa.RSAPrivateKey, tmp_path: Path, sig: int,
+    start: Callable[..., Server],
+    key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+    sig: int,
 ) -> None:
     """Stopped (gracefully or killed) under load, then restarted: every webhook answered
     200 is in the store; after a SIGTERM no request in flight is cut off."""
@@ -276,11 +333,11 @@ def test_every_acknowledged_webhook_survives_a_stop(
     async def send_all() -> list[int]:
         acked: list[int] = []
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+
             async def one(i: int, body: bytes) -> None:
                 await asyncio.sleep(i * 0.002)
                 try:
-                    answer = await client.post("/webhooks", content=body,
-                                               headers=sign(key, body))
+                    answer = await client.post("/webhooks", content=body, headers=sign(key, body))
                 except httpx.TransportError:  # refused after the stop: never acknowledged
                     return
                 if answer.status_code == 200:
@@ -289,6 +346,7 @@ def test_every_acknowledged_webhook_survives_a_stop(
             async def stopper() -> None:
                 await asyncio.sleep(0.4)
                 server.proc.send_signal(sig)
+
             await asyncio.gather(stopper(), *(one(i, b) for i, b in enumerate(bodies)))
         return acked
 
@@ -311,8 +369,13 @@ def test_read_endpoints_need_the_token(start: Callable[..., Server]) -> None:
     """Without or with a wrong bearer token, reads get 401; /healthz and webhooks do not."""
     server = start(signed=False)
     with httpx.Client(base_url=server.url) as client:
-        for path in ["/resources", "/anomalies", "/sessions/s1", "/resources/session/m/s",
-                     "/metrics"]:
+        for path in [
+            "/resources",
+            "/anomalies",
+            "/sessions/s1",
+            "/resources/session/m/s",
+            "/metrics",
+        ]:
             assert 401 == client.get(path).status_code
             assert 401 == client.get(path, headers={"Authorization": "Bearer nope"}).status_code
             assert client.get(path, headers=AUTH).status_code in (200, 404)
@@ -336,12 +399,15 @@ def test_status_session_and_errors(start: Callable[..., Server]) -> None:
             assert 200 == client.post("/webhooks", content=body).status_code
         status = client.get("/resources/recording/m1/s1").json()
         assert ("started", ["recording-starting", "recording-started"]) == (
-            status["state"], [h["webhook_type"] for h in status["history"]])
+            status["state"],
+            [h["webhook_type"] for h in status["history"]],
+        )
         session = client.get("/sessions/s1").json()
         assert ("m1", "started") == (session["meetingId"], session["session"]["state"])
         assert {"participant": ["p1", "p2"], "recording": ["s1"]} == {
             lc: [r["key"].get("participantId", r["key"]["sessionId"]) for r in found]
-            for lc, found in session["resources"].items()}
+            for lc, found in session["resources"].items()
+        }
         for path, status_code, words in [
             ("/resources/recording/m1/nope", 404, "no recording m1/nope"),
             ("/resources/recording/m1", 404, "meetingId/sessionId"),
@@ -363,8 +429,10 @@ def test_metrics_count_webhooks_and_resources(start: Callable[..., Server]) -> N
     server = start(signed=False)
     ids = {"meetingId": "m1", "sessionId": "s1"}
     with httpx.Client(base_url=server.url, headers=AUTH) as client:
-        for body in lines([{"webhookType": "hls-starting", "data": ids}] * 2
-                          + [{"webhookType": "hls-stopped", "data": ids}]):
+        for body in lines(
+            [{"webhookType": "hls-starting", "data": ids}] * 2
+            + [{"webhookType": "hls-stopped", "data": ids}]
+        ):
             client.post("/webhooks", content=body)
         client.post("/webhooks", content=b"nope")
         text = client.get("/metrics").text
@@ -377,28 +445,36 @@ def test_metrics_count_webhooks_and_resources(start: Callable[..., Server]) -> N
         'lifecycle_resources{lifecycle="hls",state="starting"} 0.0',
     ]:
         assert line in text.splitlines()
-    assert 'lifecycle_request_duration_seconds_count{method="POST",route="/webhooks",' \
-           'status="200"} 4.0' in text
+    assert (
+        'lifecycle_request_duration_seconds_count{method="POST",route="/webhooks",'
+        'status="200"} 4.0' in text
+    )
 
 
 def test_redelivery_window_over_http(start: Callable[..., Server]) -> None:
     """With --redelivery-window, a resent body after a leave is a redelivery, not a rejoin."""
     server = start("--redelivery-window", "60", signed=False)
     who = {"meetingId": "m1", "sessionId": "s1", "participantId": "p1"}
-    joined, left = lines([{"webhookType": "participant-joined", "data": who},
-                          {"webhookType": "participant-left", "data": who}])
+    joined, left = lines(
+        [
+            {"webhookType": "participant-joined", "data": who},
+            {"webhookType": "participant-left", "data": who},
+        ]
+    )
     with httpx.Client(base_url=server.url, headers=AUTH) as client:
         answers = [client.post("/webhooks", content=b).json() for b in (joined, left, joined)]
         assert [("applied", []), ("applied", []), ("duplicate", ["redelivery"])] == [
-            (a["outcome"], a["warnings"]) for a in answers]
+            (a["outcome"], a["warnings"]) for a in answers
+        ]
         assert "left" == client.get("/resources/participant/m1/s1/p1").json()["state"]
 
 
 def test_logs_are_json_lines_without_bodies(start: Callable[..., Server]) -> None:
     """Each request logs one JSON line (method, path, status, ms); no payload text at info."""
     server = start(signed=False)
-    body = orjson.dumps({"webhookType": "session-started",
-                         "data": {"meetingId": "m-secret-42", "sessionId": "s"}})
+    body = orjson.dumps(
+        {"webhookType": "session-started", "data": {"meetingId": "m-secret-42", "sessionId": "s"}}
+    )
     with httpx.Client(base_url=server.url, headers=AUTH) as client:
         client.post("/webhooks", content=body)
         client.get("/resources")
@@ -406,8 +482,10 @@ def test_logs_are_json_lines_without_bodies(start: Callable[..., Server]) -> Non
     records = [json.loads(line) for line in server.log.read_text().splitlines()]
     requests = [r for r in records if r["message"] == "request"]
     assert [("POST", "/webhooks", 200, "applied"), ("GET", "/resources", 200, None)] == [
-        (r["method"], r["path"], r["status"], r.get("outcome")) for r in requests
-        if r["path"] != "/healthz"]
+        (r["method"], r["path"], r["status"], r.get("outcome"))
+        for r in requests
+        if r["path"] != "/healthz"
+    ]
     assert all(r["ms"] >= 0 for r in requests)
     assert "m-secret-42" not in server.log.read_text()
 
@@ -422,13 +500,16 @@ def test_a_lost_database_answers_503_and_the_retry_is_stored(
     import psycopg
 
     server = start(db=url, signed=False)
-    body = orjson.dumps({"webhookType": "session-started",
-                         "data": {"meetingId": "m1", "sessionId": "s1"}})
+    body = orjson.dumps(
+        {"webhookType": "session-started", "data": {"meetingId": "m1", "sessionId": "s1"}}
+    )
     with httpx.Client(base_url=server.url, headers=AUTH) as client:
         assert 200 == client.post("/webhooks", content=lines(load_examples())[0]).status_code
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
         first = client.post("/webhooks", content=body)
         assert 503 == first.status_code
         assert "retry" in first.json()["error"]
@@ -441,7 +522,7 @@ def test_a_lost_database_answers_503_and_the_retry_is_stored(
 def test_openapi_document_is_served_and_kept_in_docs(start: Callable[..., Server]) -> None:
     """/openapi.json is the document in docs/openapi.json."""
     server = start(signed=False)
-    kept = json.loads((Path(__file__).parents[1] / "docs" / "openapi.json").read_text())
+    kept = json.loads((ROOT / "docs" / "openapi.json").read_text())
     assert kept == httpx.get(f"{server.url}/openapi.json").json()
 
 
@@ -453,11 +534,27 @@ def test_schemathesis_finds_no_failure(start: Callable[..., Server], tmp_path: P
         for body in lines(load_examples()):
             client.post("/webhooks", content=body)
     run = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
-         "--checks", "all", "--header", f"Authorization: Bearer {TOKEN}",
-         "--max-examples", "30", "--seed", str(random.Random(7).randrange(10**6)),
-         "--no-color"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "all",
+            "--header",
+            f"Authorization: Bearer {TOKEN}",
+            "--max-examples",
+            "30",
+            "--seed",
+            str(random.Random(7).randrange(10**6)),
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert 0 == run.returncode, run.stdout[-4000:] + run.stderr[-2000:]
 
 
@@ -469,8 +566,11 @@ def test_settings_that_cannot_work_are_refused(public_pem: Path) -> None:
     from lifecycle.server import ConfigError, ServerConfig, create_app
 
     pem = public_pem.read_bytes()
-    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     for config, words in [
         (ServerConfig(), "--insecure-no-signature"),
         (ServerConfig(public_key=pem, insecure_no_signature=True), "contradict"),
@@ -482,11 +582,12 @@ def test_settings_that_cannot_work_are_refused(public_pem: Path) -> None:
     ]:
         with pytest.raises(ConfigError, match=words):
             create_app(config)
-    for ok in [ServerConfig(public_key=pem, host="0.0.0.0", token="t"),
-               ServerConfig(public_key=pem, host="0.0.0.0", public_read=True),
-               ServerConfig(insecure_no_signature=True, host="::1")]:
+    for ok in [
+        ServerConfig(public_key=pem, host="0.0.0.0", token="t"),
+        ServerConfig(public_key=pem, host="0.0.0.0", public_read=True),
+        ServerConfig(insecure_no_signature=True, host="::1"),
+    ]:
         create_app(ok)
-
 
 
 def as_body(payload: Any) -> bytes:
@@ -499,13 +600,18 @@ def as_body(payload: Any) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def shared(key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFactory,
-           ) -> Iterator[tuple[Server, Engine]]:
+def shared(
+    key: rsa.RSAPrivateKey,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Server, Engine]]:
     """One signed server for the properties, and an in-memory engine fed what it was fed."""
     tmp = tmp_path_factory.mktemp("shared")
     pem = tmp / "public.pem"
-    pem.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    pem.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     server = Server(tmp, ["--db", str(tmp / "lifecycle.db"), "--public-key", str(pem)], {})
     yield server, Engine()
     server.stop()
@@ -514,7 +620,9 @@ def shared(key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFactory,
 @given(stream=vs.streams())
 @settings(max_examples=25, deadline=None)
 def test_any_stream_is_answered_as_the_engine_classifies_it(
-    shared: tuple[Server, Engine], key: rsa.RSAPrivateKey, stream: list[Any],
+    shared: tuple[Server, Engine],
+    key: rsa.RSAPrivateKey,
+    stream: list[Any],
 ) -> None:
     """Whatever the signed bodies, each is answered 200 with the seq, outcome, state change
     and warnings the in-memory engine gives the same bytes."""
@@ -525,26 +633,37 @@ def test_any_stream_is_answered_as_the_engine_classifies_it(
             assert 200 == answer.status_code
             got, r = answer.json(), memory.feed(body)
             assert (r.seq, r.outcome.value, r.before, r.after, list(r.warnings)) == (
-                got["seq"], got["outcome"], got["before"], got["after"], got["warnings"])
+                got["seq"],
+                got["outcome"],
+                got["before"],
+                got["after"],
+                got["warnings"],
+            )
 
 
 @given(body=st.binary(max_size=300), signature=st.binary(min_size=1, max_size=300))
 @settings(max_examples=50, deadline=None)
 def test_no_forged_signature_gets_in(
-    shared: tuple[Server, Engine], body: bytes, signature: bytes,
+    shared: tuple[Server, Engine],
+    body: bytes,
+    signature: bytes,
 ) -> None:
     """A signature not made with the key is refused (401), whatever the body and bytes."""
     server, _ = shared
     with httpx.Client(base_url=server.url) as client:
         before = client.get("/healthz").json()["events"]
-        answer = client.post("/webhooks", content=body, headers={
-            "videosdk-signature": base64.b64encode(signature).decode()})
+        answer = client.post(
+            "/webhooks",
+            content=body,
+            headers={"videosdk-signature": base64.b64encode(signature).decode()},
+        )
         assert 401 == answer.status_code
         assert before == client.get("/healthz").json()["events"]
 
 
 def test_two_receivers_share_one_postgresql_state(
-    start: Callable[..., Server], key: rsa.RSAPrivateKey,
+    start: Callable[..., Server],
+    key: rsa.RSAPrivateKey,
 ) -> None:
     """Two servers on one PostgreSQL database, fed concurrently: every event logged once,
     the log replays to the same outcomes, and a redelivery to the other receiver is caught."""
@@ -559,10 +678,12 @@ def test_two_receivers_share_one_postgresql_state(
 
         async def one(i: int, body: bytes) -> dict[str, Any]:
             async with gate:
-                answer = await clients[i % 2].post("/webhooks", content=body,
-                                                   headers=sign(key, body))
+                answer = await clients[i % 2].post(
+                    "/webhooks", content=body, headers=sign(key, body)
+                )
                 assert 200 == answer.status_code
                 return dict(answer.json())
+
         try:
             return await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
         finally:

@@ -29,8 +29,12 @@ KEYS: dict[str, dict[str, str]] = {
     "session": {"meetingId": "m1", "sessionId": "s1"},
     "participant": {"meetingId": "m1", "sessionId": "s1", "participantId": "p1"},
     "recording": {"meetingId": "m1", "sessionId": "s1"},
-    "participant-track-recording": {"meetingId": "m1", "sessionId": "s1",
-                                    "participantId": "p1", "kind": "video"},
+    "participant-track-recording": {
+        "meetingId": "m1",
+        "sessionId": "s1",
+        "participantId": "p1",
+        "kind": "video",
+    },
     "participant-recording": {"meetingId": "m1", "sessionId": "s1", "participantId": "p1"},
     "livestream": {"meetingId": "m1", "sessionId": "s1"},
     "hls": {"meetingId": "m1", "sessionId": "s1"},
@@ -202,7 +206,10 @@ PARTICIPANT_CELLS: list[Cell] = [
 ]
 
 TRANSCRIPTION_PATHS = {
-    "idle": (), "started": ("started",), "stopped": ("started", "stopped"), "failed": ("failed",),
+    "idle": (),
+    "started": ("started",),
+    "stopped": ("started", "stopped"),
+    "failed": ("failed",),
 }
 TRANSCRIPTION_CELLS: list[Cell] = [
     ("applied", "idle", "started", A, "started", ()),
@@ -245,8 +252,16 @@ def _rows(
 ) -> list[Case]:
     """Cases of one lifecycle whose webhook types are ``{prefix}-{state}``."""
     return [
-        Case(rule, lifecycle, tuple(f"{prefix}-{p}" for p in paths[before]),
-             f"{prefix}-{event}", outcome, before, after, missing)
+        Case(
+            rule,
+            lifecycle,
+            tuple(f"{prefix}-{p}" for p in paths[before]),
+            f"{prefix}-{event}",
+            outcome,
+            before,
+            after,
+            missing,
+        )
         for rule, before, event, outcome, after, missing in cells
     ]
 
@@ -257,8 +272,12 @@ CASES: list[Case] = [
     *_rows("participant", "participant", PARTICIPANT_PATHS, PARTICIPANT_CELLS),
     *[
         case
-        for name in ("recording", "participant-track-recording", "participant-recording",
-                     "livestream")
+        for name in (
+            "recording",
+            "participant-track-recording",
+            "participant-recording",
+            "livestream",
+        )
         for case in _rows(name, name, RECORDER_PATHS, RECORDER_CELLS + RESTART_CELLS)
     ],
     *_rows("hls", "hls", HLS_PATHS, HLS_CELLS),
@@ -268,28 +287,106 @@ CASES: list[Case] = [
     *_rows(AI, AI, RECORDER_PATHS, RECORDER_CELLS + NO_RESTART_CELLS),
     *_rows(AI, "agent-session", RECORDER_PATHS, RECORDER_CELLS + NO_RESTART_CELLS),
     # paths through another route or another alias
-    Case("applied", "hls", ("hls-starting", "hls-started", "hls-stopping"), "hls-stopped",
-         A, "stopping", "stopped", ()),
-    Case("duplicate", "hls", ("hls-starting", "hls-started", "hls-stopping"), "hls-stopping",
-         D, "stopping", "stopping", ()),
-    Case("out_of_order", "hls", ("hls-starting", "hls-started", "hls-stopping"),
-         "hls-playable", OOO, "stopping", "stopping", ()),
-    Case("applied", "participant", ("participant-joined", "participant-left",
-                                    "participant-joined"), "participant-left",
-         A, "joined", "left", ()),
-    Case("restart", "recording", ("recording-starting", "recording-failed",
-                                  "recording-starting"), "recording-started",
-         A, "starting", "started", ()),
-    Case("duplicate", "transcription", ("transcription-started", "transcription-completed"),
-         "transcription-stopped", D, "stopped", "stopped", ()),
-    Case("applied", AI, ("agent-session-starting",), "ai-deployment-session-started",
-         A, "starting", "started", ()),
-    Case("duplicate", AI, ("ai-deployment-session-starting", "agent-session-started"),
-         "ai-deployment-session-started", D, "started", "started", ()),
-    Case("gap", AI, ("agent-session-starting",), "ai-deployment-session-stopped",
-         G, "starting", "stopped", ("started", "stopping")),
-    Case("illegal", AI, ("ai-deployment-session-starting", "agent-session-failed"),
-         "ai-deployment-session-stopped", ILL, "failed", "failed", ()),
+    Case(
+        "applied",
+        "hls",
+        ("hls-starting", "hls-started", "hls-stopping"),
+        "hls-stopped",
+        A,
+        "stopping",
+        "stopped",
+        (),
+    ),
+    Case(
+        "duplicate",
+        "hls",
+        ("hls-starting", "hls-started", "hls-stopping"),
+        "hls-stopping",
+        D,
+        "stopping",
+        "stopping",
+        (),
+    ),
+    Case(
+        "out_of_order",
+        "hls",
+        ("hls-starting", "hls-started", "hls-stopping"),
+        "hls-playable",
+        OOO,
+        "stopping",
+        "stopping",
+        (),
+    ),
+    Case(
+        "applied",
+        "participant",
+        ("participant-joined", "participant-left", "participant-joined"),
+        "participant-left",
+        A,
+        "joined",
+        "left",
+        (),
+    ),
+    Case(
+        "restart",
+        "recording",
+        ("recording-starting", "recording-failed", "recording-starting"),
+        "recording-started",
+        A,
+        "starting",
+        "started",
+        (),
+    ),
+    Case(
+        "duplicate",
+        "transcription",
+        ("transcription-started", "transcription-completed"),
+        "transcription-stopped",
+        D,
+        "stopped",
+        "stopped",
+        (),
+    ),
+    Case(
+        "applied",
+        AI,
+        ("agent-session-starting",),
+        "ai-deployment-session-started",
+        A,
+        "starting",
+        "started",
+        (),
+    ),
+    Case(
+        "duplicate",
+        AI,
+        ("ai-deployment-session-starting", "agent-session-started"),
+        "ai-deployment-session-started",
+        D,
+        "started",
+        "started",
+        (),
+    ),
+    Case(
+        "gap",
+        AI,
+        ("agent-session-starting",),
+        "ai-deployment-session-stopped",
+        G,
+        "starting",
+        "stopped",
+        ("started", "stopping"),
+    ),
+    Case(
+        "illegal",
+        AI,
+        ("ai-deployment-session-starting", "agent-session-failed"),
+        "ai-deployment-session-stopped",
+        ILL,
+        "failed",
+        "failed",
+        (),
+    ),
 ]
 
 ALL_RULES = {"applied", "restart", "duplicate", "gap", "out_of_order", "illegal"}
@@ -326,9 +423,7 @@ def test_table_covers_every_lifecycle_and_rule() -> None:
     assert RULES_OF == covered
 
 
-@pytest.mark.parametrize(
-    "case", CASES, ids=[f"{c.rule}:{c.before}+{c.event}" for c in CASES]
-)
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.rule}:{c.before}+{c.event}" for c in CASES])
 def test_classification(case: Case) -> None:
     """An event on a resource in state ``before`` gets the outcome, state and gap list."""
     clock = Clock(1_000.0)
@@ -339,7 +434,8 @@ def test_classification(case: Case) -> None:
     key = KEY_VALUES[case.lifecycle]
     previous = engine.status(case.lifecycle, *key)
     assert (None if case.before == "idle" else case.before) == (
-        previous.state if previous is not None else None)
+        previous.state if previous is not None else None
+    )
 
     clock.now = 5_000.0
     result = engine.feed(payload(case.lifecycle, case.event))
@@ -348,8 +444,7 @@ def test_classification(case: Case) -> None:
     assert case.before == result.before
     assert case.after == result.after
     assert case.missing == result.missing
-    assert (case.lifecycle, key, case.event) == (
-        result.lifecycle, result.key, result.webhook_type)
+    assert (case.lifecycle, key, case.event) == (result.lifecycle, result.key, result.webhook_type)
     assert (case.outcome in (A, G)) == result.changed
     assert len(case.prefix) + 1 == result.seq
     status = engine.status(case.lifecycle, *key)
@@ -367,8 +462,13 @@ def test_classification(case: Case) -> None:
 
 # -- restarts and the ids of finished cycles ---------------------------------------------------
 
-RESTARTABLE = ["recording", "participant-track-recording", "participant-recording",
-               "livestream", "hls"]
+RESTARTABLE = [
+    "recording",
+    "participant-track-recording",
+    "participant-recording",
+    "livestream",
+    "hls",
+]
 FINISHED: dict[str, tuple[str, ...]] = {
     "stopped": ("starting", "started", "stopping", "stopped"),
     "failed": ("starting", "failed"),
@@ -384,9 +484,7 @@ def _finish_cycle(engine: Engine, lifecycle: str, final: str, cycle_id: str) -> 
 
 @pytest.mark.parametrize("final", list(FINISHED))
 @pytest.mark.parametrize("lifecycle", RESTARTABLE)
-def test_start_repeating_the_finished_cycle_id_is_out_of_order(
-    lifecycle: str, final: str
-) -> None:
+def test_start_repeating_the_finished_cycle_id_is_out_of_order(lifecycle: str, final: str) -> None:
     """A start with the id of the cycle that already finished is a late copy, not a restart."""
     engine = Engine()
     _finish_cycle(engine, lifecycle, final, "cycle-1")
@@ -397,8 +495,10 @@ def test_start_repeating_the_finished_cycle_id_is_out_of_order(
     assert status is not None
     assert final == status.state
     assert "old cycle" == status.data["message"]
-    assert HistoryEntry(result.seq, f"{lifecycle}-starting", OOO, result.received_at) \
+    assert (
+        HistoryEntry(result.seq, f"{lifecycle}-starting", OOO, result.received_at)
         == status.history[-1]
+    )
     assert [result] == engine.anomalies(lifecycle=lifecycle)
 
 
@@ -489,7 +589,10 @@ def test_rejoin_after_session_end_is_flagged() -> None:
     _ended_session(engine)
     result = engine.feed(payload("participant", "participant-joined"))
     assert (Outcome.APPLIED, "joined", (AFTER_SESSION_END,)) == (
-        result.outcome, result.after, result.warnings)
+        result.outcome,
+        result.after,
+        result.warnings,
+    )
 
 
 NOT_FLAGGED: list[tuple[str, dict[str, str]]] = [
@@ -510,9 +613,7 @@ NOT_FLAGGED: list[tuple[str, dict[str, str]]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("webhook_type", "data"), NOT_FLAGGED, ids=[w for w, _ in NOT_FLAGGED]
-)
+@pytest.mark.parametrize(("webhook_type", "data"), NOT_FLAGGED, ids=[w for w, _ in NOT_FLAGGED])
 def test_other_events_after_session_end_are_not_flagged(
     webhook_type: str, data: dict[str, str]
 ) -> None:
@@ -558,16 +659,32 @@ def test_start_of_a_live_or_other_session_is_not_flagged(
         ({"data": {"meetingId": "m1"}}, "no webhookType", None),
         ({"webhookType": 3, "data": {}}, "webhookType must be a string", None),
         ({"webhookType": "recording-started"}, "data is missing", "recording-started"),
-        ({"webhookType": "recording-started", "data": []}, "data must be an object",
-         "recording-started"),
-        ({"webhookType": "recording-started", "data": {"meetingId": "m1"}},
-         "data.sessionId is missing", "recording-started"),
-        ('{"webhookType": "participant-joined", "data": {"meetingId": "m1", "sessionId": "s1",'
-         ' "participantId": ""}}', "data.participantId is empty", "participant-joined"),
-        ({"type": "hls-started", "data": {"meetingId": "m1", "sessionId": 9}},
-         "data.sessionId must be a string", "hls-started"),
-        ({"webhookType": "transcription-started", "data": {"meetingId": "m1"}}, "data.id",
-         "transcription-started"),
+        (
+            {"webhookType": "recording-started", "data": []},
+            "data must be an object",
+            "recording-started",
+        ),
+        (
+            {"webhookType": "recording-started", "data": {"meetingId": "m1"}},
+            "data.sessionId is missing",
+            "recording-started",
+        ),
+        (
+            '{"webhookType": "participant-joined", "data": {"meetingId": "m1", "sessionId": "s1",'
+            ' "participantId": ""}}',
+            "data.participantId is empty",
+            "participant-joined",
+        ),
+        (
+            {"type": "hls-started", "data": {"meetingId": "m1", "sessionId": 9}},
+            "data.sessionId must be a string",
+            "hls-started",
+        ),
+        (
+            {"webhookType": "transcription-started", "data": {"meetingId": "m1"}},
+            "data.id",
+            "transcription-started",
+        ),
     ],
 )
 def test_malformed_payloads(
@@ -580,8 +697,13 @@ def test_malformed_payloads(
     assert reason in (result.reason or "")
     assert webhook_type == result.webhook_type
     assert (None, None, None, None, (), ()) == (
-        result.lifecycle, result.key, result.before, result.after, result.missing,
-        result.warnings)
+        result.lifecycle,
+        result.key,
+        result.before,
+        result.after,
+        result.missing,
+        result.warnings,
+    )
     assert result.event is None
     assert result.changed is False
     assert bad is result.payload

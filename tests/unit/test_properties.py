@@ -32,8 +32,18 @@ def snapshot(engine: Engine) -> dict[tuple[str, tuple[str, ...]], str]:
 
 def summary(r: FeedResult) -> tuple[Any, ...]:
     """What a result says, without its clock time."""
-    return (r.seq, r.outcome, r.lifecycle, r.key, r.webhook_type, r.before, r.after,
-            r.missing, r.warnings, r.reason)
+    return (
+        r.seq,
+        r.outcome,
+        r.lifecycle,
+        r.key,
+        r.webhook_type,
+        r.before,
+        r.after,
+        r.missing,
+        r.warnings,
+        r.reason,
+    )
 
 
 def reachable(lifecycle: str, start: str) -> dict[str, tuple[str, ...]]:
@@ -161,7 +171,10 @@ def test_strict_engine_raises_without_a_change(stream: list[Any]) -> None:
             rejected = e.result.outcome
             assert rejected not in (Outcome.APPLIED, Outcome.DUPLICATE)
             assert (before, fed, anomalies) == (
-                snapshot(engine), engine.events_fed, len(engine.anomalies()))
+                snapshot(engine),
+                engine.events_fed,
+                len(engine.anomalies()),
+            )
         else:
             assert result.outcome in (Outcome.APPLIED, Outcome.DUPLICATE)
 
@@ -203,12 +216,17 @@ class EngineAgainstModel(RuleBasedStateMachine):
         target = lc.webhooks[webhook_type]
         is_restart = (state, target) in lc.restart
         known = self.cycle_ids.get(key)
-        if lc.restart and cycle_id is not None and known is not None and (
-                (known == cycle_id) if is_restart else (known != cycle_id)):
+        if (
+            lc.restart
+            and cycle_id is not None
+            and known is not None
+            and ((known == cycle_id) if is_restart else (known != cycle_id))
+        ):
             outcome, missing = Outcome.OUT_OF_ORDER, ()
         ended = self.states.get(("session", (ident, ident))) == "ended"
-        warnings = (AFTER_SESSION_END,) if (
-            lc.session_scoped and target == lc.states[1] and ended) else ()
+        warnings = (
+            (AFTER_SESSION_END,) if (lc.session_scoped and target == lc.states[1] and ended) else ()
+        )
 
         result = self.engine.feed({"webhookType": webhook_type, "data": data})
         self.fed += 1

@@ -37,13 +37,21 @@ FAMILIES: list[tuple[str, tuple[str, ...], type[Event], str]] = [
     ("session", ("started", "ended"), SessionEvent, "session"),
     ("participant", ("joined", "left"), ParticipantEvent, "participant"),
     ("recording", RECORDER, RecordingEvent, "recording"),
-    ("participant-track-recording", RECORDER, ParticipantTrackRecordingEvent,
-     "participant-track-recording"),
+    (
+        "participant-track-recording",
+        RECORDER,
+        ParticipantTrackRecordingEvent,
+        "participant-track-recording",
+    ),
     ("participant-recording", RECORDER, ParticipantRecordingEvent, "participant-recording"),
     ("livestream", RECORDER, LivestreamEvent, "livestream"),
     ("hls", ("starting", "started", "playable", "stopping", "stopped", "failed"), HlsEvent, "hls"),
-    ("transcription", ("started", "stopped", "failed", "completed"), TranscriptionEvent,
-     "transcription"),
+    (
+        "transcription",
+        ("started", "stopped", "failed", "completed"),
+        TranscriptionEvent,
+        "transcription",
+    ),
     ("merge-recording", ("completed", "failed"), MergeRecordingEvent, "merge-recording"),
     ("resource", ("acquired",), ResourceEvent, "resource"),
     ("ai-deployment-session", RECORDER, AiDeploymentSessionEvent, "ai-deployment-session"),
@@ -58,23 +66,46 @@ TYPES: dict[str, tuple[type[Event], str]] = {
 
 # the 41 example types, in the order of the provider's page
 EXAMPLE_TYPES: list[str] = [
-    "participant-joined", "participant-left", "session-started", "session-ended",
-    "recording-starting", "recording-started", "recording-stopping", "recording-stopped",
+    "participant-joined",
+    "participant-left",
+    "session-started",
+    "session-ended",
+    "recording-starting",
+    "recording-started",
+    "recording-stopping",
+    "recording-stopped",
     "recording-failed",
-    "participant-track-recording-starting", "participant-track-recording-started",
-    "participant-track-recording-stopping", "participant-track-recording-stopped",
+    "participant-track-recording-starting",
+    "participant-track-recording-started",
+    "participant-track-recording-stopping",
+    "participant-track-recording-stopped",
     "participant-track-recording-failed",
-    "participant-recording-starting", "participant-recording-started",
-    "participant-recording-stopping", "participant-recording-stopped",
+    "participant-recording-starting",
+    "participant-recording-started",
+    "participant-recording-stopping",
+    "participant-recording-stopped",
     "participant-recording-failed",
-    "merge-recording-completed", "merge-recording-failed",
-    "transcription-started", "transcription-stopped", "transcription-failed",
-    "livestream-starting", "livestream-started", "livestream-stopping", "livestream-stopped",
+    "merge-recording-completed",
+    "merge-recording-failed",
+    "transcription-started",
+    "transcription-stopped",
+    "transcription-failed",
+    "livestream-starting",
+    "livestream-started",
+    "livestream-stopping",
+    "livestream-stopped",
     "livestream-failed",
-    "hls-starting", "hls-started", "hls-playable", "hls-stopping", "hls-stopped", "hls-failed",
+    "hls-starting",
+    "hls-started",
+    "hls-playable",
+    "hls-stopping",
+    "hls-stopped",
+    "hls-failed",
     "resource-acquired",
-    "ai-deployment-session-starting", "ai-deployment-session-started",
-    "ai-deployment-session-stopping", "ai-deployment-session-stopped",
+    "ai-deployment-session-starting",
+    "ai-deployment-session-started",
+    "ai-deployment-session-stopping",
+    "ai-deployment-session-stopped",
     "ai-deployment-session-failed",
 ]
 
@@ -92,8 +123,10 @@ def _camel_class_name(webhook_type: str) -> str:
 
 def _recording(**data: Any) -> dict[str, Any]:
     """A recording-stopped payload with the given extra data."""
-    return {"webhookType": "recording-stopped",
-            "data": {"meetingId": "m1", "sessionId": "s1", **data}}
+    return {
+        "webhookType": "recording-stopped",
+        "data": {"meetingId": "m1", "sessionId": "s1", **data},
+    }
 
 
 # -- the classes ---------------------------------------------------------------------
@@ -134,10 +167,23 @@ def test_each_type_has_its_own_frozen_class(webhook_type: str) -> None:
 )
 def test_class_names(webhook_type: str, class_name: str) -> None:
     """Class names are the CamelCase of the webhook type."""
-    assert class_name == type(parse_event(
-        {"webhookType": webhook_type,
-         "data": {"meetingId": "m", "sessionId": "s", "participantId": "p", "kind": "audio",
-                  "id": "i"}})).__name__
+    assert (
+        class_name
+        == type(
+            parse_event(
+                {
+                    "webhookType": webhook_type,
+                    "data": {
+                        "meetingId": "m",
+                        "sessionId": "s",
+                        "participantId": "p",
+                        "kind": "audio",
+                        "id": "i",
+                    },
+                }
+            )
+        ).__name__
+    )
 
 
 def test_events_are_frozen() -> None:
@@ -171,22 +217,74 @@ def test_example_round_trips(examples: list[dict[str, Any]], index: int) -> None
 @pytest.mark.parametrize(
     ("index", "attributes"),
     [
-        (0, {"meeting_id": MEETING, "session_id": SESSION, "participant_id": "fkd74h",
-             "participant_name": "John", "reason": None, "extra": {}, "envelope": {},
-             "tag_key": "webhookType", "warnings": ()}),
-        (2, {"meeting_id": MEETING, "session_id": SESSION,
-             "start": datetime(2022, 7, 5, 15, 55, 35, 47000, tzinfo=UTC), "end": None}),
-        (7, {"meeting_id": MEETING, "session_id": SESSION, "file_path": MP4_PATH,
-             "file_url": MP4_URL, "id": None, "message": None}),
-        (12, {"participant_id": "abcd", "kind": "audio",
-              "file_details": (FileDetail(file_path=MP4_PATH, file_url=MP4_URL),)}),
+        (
+            0,
+            {
+                "meeting_id": MEETING,
+                "session_id": SESSION,
+                "participant_id": "fkd74h",
+                "participant_name": "John",
+                "reason": None,
+                "extra": {},
+                "envelope": {},
+                "tag_key": "webhookType",
+                "warnings": (),
+            },
+        ),
+        (
+            2,
+            {
+                "meeting_id": MEETING,
+                "session_id": SESSION,
+                "start": datetime(2022, 7, 5, 15, 55, 35, 47000, tzinfo=UTC),
+                "end": None,
+            },
+        ),
+        (
+            7,
+            {
+                "meeting_id": MEETING,
+                "session_id": SESSION,
+                "file_path": MP4_PATH,
+                "file_url": MP4_URL,
+                "id": None,
+                "message": None,
+            },
+        ),
+        (
+            12,
+            {
+                "participant_id": "abcd",
+                "kind": "audio",
+                "file_details": (FileDetail(file_path=MP4_PATH, file_url=MP4_URL),),
+            },
+        ),
         (14, {"participant_id": "abcd", "file_format": "webm", "file_details": None}),
-        (17, {"participant_id": "abcd",
-              "file_details": (FileDetail(file_path=MP4_PATH, file_url=MP4_URL),)}),
-        (20, {"id": "bf37fabb-6e34-418b-bc29-97f053fc6cfe", "meeting_id": MEETING,
-              "message": None, "extra": {"message?": "error message, if any"}}),
-        (21, {"id": "40b0a4ed-9842-40c9-a288-e4b1bf98a90a", "type": "realtime",
-              "meeting_id": MEETING, "session_id": "621497578bea0d0404c35c4c"}),
+        (
+            17,
+            {
+                "participant_id": "abcd",
+                "file_details": (FileDetail(file_path=MP4_PATH, file_url=MP4_URL),),
+            },
+        ),
+        (
+            20,
+            {
+                "id": "bf37fabb-6e34-418b-bc29-97f053fc6cfe",
+                "meeting_id": MEETING,
+                "message": None,
+                "extra": {"message?": "error message, if any"},
+            },
+        ),
+        (
+            21,
+            {
+                "id": "40b0a4ed-9842-40c9-a288-e4b1bf98a90a",
+                "type": "realtime",
+                "meeting_id": MEETING,
+                "session_id": "621497578bea0d0404c35c4c",
+            },
+        ),
         (24, {"meeting_id": MEETING, "session_id": SESSION, "id": None}),
         (30, {"playback_hls_url": HLS_URL, "livestream_url": None, "downstream_url": None}),
         (35, {"id": "abcdef9879288c1f48339f64", "type": "recording"}),
@@ -228,9 +326,10 @@ def test_session_ended_example_keeps_the_invalid_end(examples: list[dict[str, An
 )
 def test_wrongly_typed_field_goes_to_extra(field: str, value: Any) -> None:
     """A known non-key field of the wrong type is kept in extra, with a warning naming it."""
-    payload = {"webhookType": "participant-left",
-               "data": {"meetingId": "m", "sessionId": "s", "participantId": "p",
-                        field: value}}
+    payload = {
+        "webhookType": "participant-left",
+        "data": {"meetingId": "m", "sessionId": "s", "participantId": "p", field: value},
+    }
     event = parse_event(payload)
     assert isinstance(event, ParticipantEvent)
     assert {field: value} == event.extra
@@ -254,8 +353,14 @@ def test_wrongly_typed_field_goes_to_extra(field: str, value: Any) -> None:
 )
 def test_wrongly_typed_field_round_trips(webhook_type: str, field: str, value: Any) -> None:
     """Wrong types of any shape (string, list of files, timestamp) survive a round trip."""
-    data = {"meetingId": "m", "sessionId": "s", "participantId": "p", "kind": "video",
-            "id": "i", field: value}
+    data = {
+        "meetingId": "m",
+        "sessionId": "s",
+        "participantId": "p",
+        "kind": "video",
+        "id": "i",
+        field: value,
+    }
     payload = {"webhookType": webhook_type, "data": data}
     event = parse_event(payload)
     assert isinstance(event, Event)
@@ -288,8 +393,10 @@ def test_unknown_top_level_keys_are_kept() -> None:
 
 def test_type_given_as_type() -> None:
     """A payload tagged with ``type`` parses and is dumped under ``type`` again."""
-    payload = {"type": "hls-started",
-               "data": {"meetingId": "m", "sessionId": "s", "playbackHlsUrl": "h"}}
+    payload = {
+        "type": "hls-started",
+        "data": {"meetingId": "m", "sessionId": "s", "playbackHlsUrl": "h"},
+    }
     event = parse_event(payload)
     assert isinstance(event, HlsEvent)
     assert "hls-started" == event.webhook_type
@@ -313,13 +420,15 @@ def test_type_alias_keeps_a_data_type_field() -> None:
 def test_file_detail_extra_keys_round_trip() -> None:
     """Unknown keys inside a fileDetails item are kept on the FileDetail."""
     files = [{"filePath": "/a.mp4", "fileUrl": "https://x/a.mp4", "size": 10}]
-    payload = {"webhookType": "participant-recording-stopped",
-               "data": {"meetingId": "m", "sessionId": "s", "participantId": "p",
-                        "fileDetails": files}}
+    payload = {
+        "webhookType": "participant-recording-stopped",
+        "data": {"meetingId": "m", "sessionId": "s", "participantId": "p", "fileDetails": files},
+    }
     event = parse_event(payload)
     assert isinstance(event, ParticipantRecordingEvent)
-    assert (FileDetail(file_path="/a.mp4", file_url="https://x/a.mp4", extra={"size": 10}),
-            ) == event.file_details
+    assert (
+        FileDetail(file_path="/a.mp4", file_url="https://x/a.mp4", extra={"size": 10}),
+    ) == event.file_details
     assert payload == dump_event(event)
 
 
@@ -332,14 +441,22 @@ def test_file_detail_extra_keys_round_trip() -> None:
         ("2022-07-05T15:55:35.047+00:00", datetime(2022, 7, 5, 15, 55, 35, 47000, tzinfo=UTC)),
         ("2022-07-05T15:55:35.047Z", datetime(2022, 7, 5, 15, 55, 35, 47000, tzinfo=UTC)),
         ("2022-07-05T15:55:35.047", datetime(2022, 7, 5, 15, 55, 35, 47000, tzinfo=UTC)),
-        ("2022-07-05T21:25:35.047+05:30",
-         datetime(2022, 7, 5, 21, 25, 35, 47000, tzinfo=timezone(timedelta(hours=5, minutes=30)))),
+        (
+            "2022-07-05T21:25:35.047+05:30",
+            datetime(
+                2022, 7, 5, 21, 25, 35, 47000, tzinfo=timezone(timedelta(hours=5, minutes=30))
+            ),
+        ),
     ],
 )
 def test_valid_timestamps_become_aware_datetimes(text: str, expected: datetime) -> None:
     """Valid times parse to aware datetimes; naive ones are taken as UTC."""
-    event = parse_event({"webhookType": "session-started",
-                         "data": {"meetingId": "m", "sessionId": "s", "start": text}})
+    event = parse_event(
+        {
+            "webhookType": "session-started",
+            "data": {"meetingId": "m", "sessionId": "s", "start": text},
+        }
+    )
     assert isinstance(event, SessionEvent)
     assert isinstance(event.start, datetime)
     assert event.start.tzinfo is not None
@@ -353,8 +470,10 @@ def test_valid_timestamps_become_aware_datetimes(text: str, expected: datetime) 
 )
 def test_invalid_timestamp_text_is_kept(text: str) -> None:
     """An unparsable time string stays as its raw text with a warning naming the field."""
-    payload = {"webhookType": "session-ended",
-               "data": {"meetingId": "m", "sessionId": "s", "end": text}}
+    payload = {
+        "webhookType": "session-ended",
+        "data": {"meetingId": "m", "sessionId": "s", "end": text},
+    }
     event = parse_event(payload)
     assert isinstance(event, SessionEvent)
     assert text == event.end
@@ -424,22 +543,36 @@ def test_unknown_type_is_kept_whole(payload: dict[str, Any]) -> None:
         ({"webhookType": "recording-started", "data": None}, "data is missing"),
         ({"webhookType": "recording-started", "data": [1]}, "data must be an object"),
         ({"webhookType": "recording-started", "data": "x"}, "data must be an object"),
-        ({"webhookType": "recording-started", "data": {"meetingId": "m"}},
-         "data.sessionId is missing"),
-        ({"webhookType": "recording-started", "data": {"meetingId": "m", "sessionId": ""}},
-         "data.sessionId is empty"),
-        ({"webhookType": "recording-started", "data": {"meetingId": "m", "sessionId": 5}},
-         "data.sessionId must be a string"),
-        ({"webhookType": "recording-started", "data": {"meetingId": None, "sessionId": "s"}},
-         "data.meetingId"),
-        ({"webhookType": "participant-joined", "data": {"meetingId": "m", "sessionId": "s"}},
-         "data.participantId"),
-        ({"webhookType": "participant-track-recording-started",
-          "data": {"meetingId": "m", "sessionId": "s", "participantId": "p"}}, "data.kind"),
+        (
+            {"webhookType": "recording-started", "data": {"meetingId": "m"}},
+            "data.sessionId is missing",
+        ),
+        (
+            {"webhookType": "recording-started", "data": {"meetingId": "m", "sessionId": ""}},
+            "data.sessionId is empty",
+        ),
+        (
+            {"webhookType": "recording-started", "data": {"meetingId": "m", "sessionId": 5}},
+            "data.sessionId must be a string",
+        ),
+        (
+            {"webhookType": "recording-started", "data": {"meetingId": None, "sessionId": "s"}},
+            "data.meetingId",
+        ),
+        (
+            {"webhookType": "participant-joined", "data": {"meetingId": "m", "sessionId": "s"}},
+            "data.participantId",
+        ),
+        (
+            {
+                "webhookType": "participant-track-recording-started",
+                "data": {"meetingId": "m", "sessionId": "s", "participantId": "p"},
+            },
+            "data.kind",
+        ),
         ({"webhookType": "transcription-started", "data": {"meetingId": "m"}}, "data.id"),
         ({"webhookType": "resource-acquired", "data": {"id": 12}}, "data.id"),
-        ({"webhookType": "agent-session-started", "data": {"meetingId": "m"}},
-         "data.sessionId"),
+        ({"webhookType": "agent-session-started", "data": {"meetingId": "m"}}, "data.sessionId"),
     ],
 )
 def test_invalid_payloads_are_rejected(payload: dict[str, Any] | str | bytes, message: str) -> None:

@@ -164,8 +164,10 @@ def _at(t: float) -> datetime:
 
 def rec(webhook_type: str, **data: Any) -> dict[str, Any]:
     """A recording payload for meeting m1, session s1."""
-    return {"webhookType": f"recording-{webhook_type}",
-            "data": {"meetingId": "m1", "sessionId": "s1", **data}}
+    return {
+        "webhookType": f"recording-{webhook_type}",
+        "data": {"meetingId": "m1", "sessionId": "s1", **data},
+    }
 
 
 def _fed_in_order(examples: list[dict[str, Any]]) -> tuple[Engine, list[FeedResult]]:
@@ -184,9 +186,7 @@ def test_hand_tables_follow_the_page(examples: list[dict[str, Any]]) -> None:
     assert types == [row.webhook_type for row in IN_ORDER]
 
 
-@pytest.mark.parametrize(
-    "index", range(len(ALONE)), ids=[row.webhook_type for row in ALONE]
-)
+@pytest.mark.parametrize("index", range(len(ALONE)), ids=[row.webhook_type for row in ALONE])
 def test_each_example_alone(examples: list[dict[str, Any]], index: int) -> None:
     """Every example fed to a fresh engine is applied or a gap and lands in its target state."""
     row = ALONE[index]
@@ -194,7 +194,10 @@ def test_each_example_alone(examples: list[dict[str, Any]], index: int) -> None:
     result = engine.feed(examples[index])
     assert row.outcome == result.outcome
     assert (row.lifecycle, KEY_OF[row.lifecycle], row.webhook_type) == (
-        result.lifecycle, result.key, result.webhook_type)
+        result.lifecycle,
+        result.key,
+        result.webhook_type,
+    )
     assert ("idle", row.target, row.missing) == (result.before, result.after, result.missing)
     status = engine.status(row.lifecycle, *KEY_OF[row.lifecycle])
     assert status is not None
@@ -210,9 +213,7 @@ def test_examples_in_page_order(examples: list[dict[str, Any]]) -> None:
     assert list(range(1, 42)) == [r.seq for r in results]
 
 
-@pytest.mark.parametrize(
-    "index", range(len(IN_ORDER)), ids=[row.webhook_type for row in IN_ORDER]
-)
+@pytest.mark.parametrize("index", range(len(IN_ORDER)), ids=[row.webhook_type for row in IN_ORDER])
 def test_example_warnings_in_page_order(examples: list[dict[str, Any]], index: int) -> None:
     """In page order, starts after session-ended warn, and session-ended names data.end."""
     _, results = _fed_in_order(examples)
@@ -231,10 +232,17 @@ def test_examples_in_page_order_final_states(examples: list[dict[str, Any]]) -> 
     assert 11 == len(engine)
     assert 41 == engine.events_fed
     assert {
-        "session": "ended", "participant": "left", "recording": "stopped",
-        "participant-track-recording": "stopped", "participant-recording": "stopped",
-        "merge-recording": "completed", "transcription": "stopped", "livestream": "stopped",
-        "hls": "stopped", "resource": "acquired", "ai-deployment-session": "stopped",
+        "session": "ended",
+        "participant": "left",
+        "recording": "stopped",
+        "participant-track-recording": "stopped",
+        "participant-recording": "stopped",
+        "merge-recording": "completed",
+        "transcription": "stopped",
+        "livestream": "stopped",
+        "hls": "stopped",
+        "resource": "acquired",
+        "ai-deployment-session": "stopped",
     } == {r.lifecycle: r.state for r in engine}
     assert {name: key for name, key in KEY_OF.items()} == {r.lifecycle: r.key for r in engine}
 
@@ -243,26 +251,46 @@ def test_examples_anomalies(examples: list[dict[str, Any]]) -> None:
     """Anomalies are the illegal failures and the applied events with warnings, in order."""
     engine, results = _fed_in_order(examples)
     expected = [
-        results[i] for i, row in enumerate(IN_ORDER)
+        results[i]
+        for i, row in enumerate(IN_ORDER)
         if row.outcome is not A or row.warning is not None
     ]
     assert 14 == len(expected)
     assert expected == engine.anomalies()
-    assert [examples[i] for i, row in enumerate(IN_ORDER)
-            if row.outcome is not A or row.warning is not None] == [
-        r.payload for r in engine.anomalies()]
+    assert [
+        examples[i]
+        for i, row in enumerate(IN_ORDER)
+        if row.outcome is not A or row.warning is not None
+    ] == [r.payload for r in engine.anomalies()]
 
 
 @pytest.mark.parametrize(
     ("filters", "types"),
     [
-        ({"outcome": "illegal"},
-         ["recording-failed", "participant-track-recording-failed",
-          "participant-recording-failed", "merge-recording-failed", "transcription-failed",
-          "livestream-failed", "hls-failed", "ai-deployment-session-failed"]),
-        ({"outcome": Outcome.APPLIED},
-         ["session-ended", "recording-starting", "participant-track-recording-starting",
-          "participant-recording-starting", "livestream-starting", "hls-starting"]),
+        (
+            {"outcome": "illegal"},
+            [
+                "recording-failed",
+                "participant-track-recording-failed",
+                "participant-recording-failed",
+                "merge-recording-failed",
+                "transcription-failed",
+                "livestream-failed",
+                "hls-failed",
+                "ai-deployment-session-failed",
+            ],
+        ),
+        (
+            {"outcome": Outcome.APPLIED},
+            [
+                "session-ended",
+                "recording-starting",
+                "participant-track-recording-starting",
+                "participant-recording-starting",
+                "livestream-starting",
+                "hls-starting",
+            ],
+        ),
         ({"lifecycle": "hls"}, ["hls-starting", "hls-failed"]),
         ({"lifecycle": "hls", "outcome": "illegal"}, ["hls-failed"]),
         ({"session_id": S_TRANSCRIPTION}, ["transcription-failed"]),
@@ -283,22 +311,57 @@ def test_anomaly_filters(
 @pytest.mark.parametrize(
     ("filters", "lifecycles"),
     [
-        ({}, ["session", "participant", "recording", "participant-track-recording",
-              "participant-recording", "livestream", "hls", "transcription",
-              "merge-recording", "resource", "ai-deployment-session"]),
-        ({"meeting_id": M},
-         ["session", "participant", "recording", "participant-track-recording",
-          "participant-recording", "livestream", "hls", "transcription", "merge-recording"]),
+        (
+            {},
+            [
+                "session",
+                "participant",
+                "recording",
+                "participant-track-recording",
+                "participant-recording",
+                "livestream",
+                "hls",
+                "transcription",
+                "merge-recording",
+                "resource",
+                "ai-deployment-session",
+            ],
+        ),
+        (
+            {"meeting_id": M},
+            [
+                "session",
+                "participant",
+                "recording",
+                "participant-track-recording",
+                "participant-recording",
+                "livestream",
+                "hls",
+                "transcription",
+                "merge-recording",
+            ],
+        ),
         ({"session_id": S_TRANSCRIPTION}, ["transcription"]),
         ({"session_id": AI_SESSION}, ["ai-deployment-session"]),
-        ({"state": "stopped"},
-         ["recording", "participant-track-recording", "participant-recording", "livestream",
-          "hls", "transcription", "ai-deployment-session"]),
+        (
+            {"state": "stopped"},
+            [
+                "recording",
+                "participant-track-recording",
+                "participant-recording",
+                "livestream",
+                "hls",
+                "transcription",
+                "ai-deployment-session",
+            ],
+        ),
         ({"state": "failed"}, []),
         ({"lifecycle": "hls"}, ["hls"]),
         ({"lifecycle": "hls", "state": "playable"}, []),
-        ({"lifecycle": "participant", "meeting_id": M, "session_id": S, "state": "left"},
-         ["participant"]),
+        (
+            {"lifecycle": "participant", "meeting_id": M, "session_id": S, "state": "left"},
+            ["participant"],
+        ),
     ],
 )
 def test_resource_filters(
@@ -320,12 +383,17 @@ def test_status_data_of_the_examples(examples: list[dict[str, Any]]) -> None:
     assert MP4_URL == recording.data["fileUrl"]
     track = engine.status("participant-track-recording", M, S, "abcd", "audio")
     assert track is not None
-    assert [{"filePath": "/encoded/videos/62d148951a1eb20029fc9b05.mp4",
-             "fileUrl": MP4_URL}] == track.data["fileDetails"]
+    assert [
+        {"filePath": "/encoded/videos/62d148951a1eb20029fc9b05.mp4", "fileUrl": MP4_URL}
+    ] == track.data["fileDetails"]
     participant = engine.status("participant", M, S, "fkd74h")
     assert participant is not None
-    assert {"meetingId": M, "sessionId": S, "participantId": "fkd74h",
-            "participantName": "John"} == participant.data
+    assert {
+        "meetingId": M,
+        "sessionId": S,
+        "participantId": "fkd74h",
+        "participantName": "John",
+    } == participant.data
 
 
 # -- feeding -------------------------------------------------------------------------------
@@ -336,13 +404,18 @@ def test_feed_accepts_mapping_str_and_bytes(form: str) -> None:
     """A payload can be a mapping, JSON text or JSON bytes, with the same classification."""
     payload = rec("stopped", fileUrl="u")
     forms: dict[str, dict[str, Any] | str | bytes] = {
-        "mapping": payload, "str": json.dumps(payload), "bytes": json.dumps(payload).encode(),
+        "mapping": payload,
+        "str": json.dumps(payload),
+        "bytes": json.dumps(payload).encode(),
     }
     fed = forms[form]
     engine = Engine()
     result = engine.feed(fed)
     assert (G, "stopped", ("starting", "started", "stopping")) == (
-        result.outcome, result.after, result.missing)
+        result.outcome,
+        result.after,
+        result.missing,
+    )
     assert fed is result.payload
     assert payload["data"] == dict(result.data)
     event = result.event
@@ -353,13 +426,20 @@ def test_feed_accepts_mapping_str_and_bytes(form: str) -> None:
 def test_seq_counts_every_payload() -> None:
     """seq grows by one for every payload, whatever its outcome; events_fed follows."""
     engine = Engine()
-    payloads: list[Any] = [rec("starting"), b"nonsense", rec("starting"),
-                           {"webhookType": "brand-new"}, rec("failed"), rec("stopped"),
-                           {"webhookType": "recording-stopped", "data": {}}]
+    payloads: list[Any] = [
+        rec("starting"),
+        b"nonsense",
+        rec("starting"),
+        {"webhookType": "brand-new"},
+        rec("failed"),
+        rec("stopped"),
+        {"webhookType": "recording-stopped", "data": {}},
+    ]
     results = [engine.feed(p) for p in payloads]
     assert [1, 2, 3, 4, 5, 6, 7] == [r.seq for r in results]
     assert [A, Outcome.MALFORMED, D, Outcome.UNKNOWN_TYPE, A, ILL, Outcome.MALFORMED] == [
-        r.outcome for r in results]
+        r.outcome for r in results
+    ]
     assert 7 == engine.events_fed
     assert 1 == len(engine)
 
@@ -380,9 +460,16 @@ def test_feed_result_fields() -> None:
     """A FeedResult carries its clock time, its change flag and its parsed event."""
     clock = Clock(1_700_000_000.5)
     engine = Engine(clock=clock)
-    result = engine.feed({"webhookType": "session-started",
-                          "data": {"meetingId": "m1", "sessionId": "s1",
-                                   "start": "2024-01-02T03:04:05.000+00:00"}})
+    result = engine.feed(
+        {
+            "webhookType": "session-started",
+            "data": {
+                "meetingId": "m1",
+                "sessionId": "s1",
+                "start": "2024-01-02T03:04:05.000+00:00",
+            },
+        }
+    )
     assert 1_700_000_000.5 == result.timestamp
     assert _at(1_700_000_000.5) == result.received_at
     assert result.received_at.tzinfo is not None
@@ -390,15 +477,19 @@ def test_feed_result_fields() -> None:
     assert None is result.reason
     assert isinstance(result.event, SessionEvent)
     assert datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC) == result.event.start
-    duplicate = engine.feed({"webhookType": "session-started",
-                             "data": {"meetingId": "m1", "sessionId": "s1"}})
+    duplicate = engine.feed(
+        {"webhookType": "session-started", "data": {"meetingId": "m1", "sessionId": "s1"}}
+    )
     assert duplicate.changed is False
 
 
 def test_event_of_a_payload_with_null_webhook_type_and_a_type() -> None:
     """A payload the engine classified has a parsed event, even with webhookType null."""
-    payload = {"webhookType": None, "type": "recording-started",
-               "data": {"meetingId": "m1", "sessionId": "s1"}}
+    payload = {
+        "webhookType": None,
+        "type": "recording-started",
+        "data": {"meetingId": "m1", "sessionId": "s1"},
+    }
     result = Engine().feed(payload)
     assert (G, "started") == (result.outcome, result.after)
     event = result.event
@@ -412,8 +503,10 @@ def test_malformed_bytes_are_kept_as_bytes() -> None:
     engine.feed(b'{"webhookType": "recording-started", "data": {"meetingId": "m1"}}')
     engine.feed(b"\x00garbage")
     anomalies = engine.anomalies()
-    assert [b'{"webhookType": "recording-started", "data": {"meetingId": "m1"}}',
-            b"\x00garbage"] == [r.payload for r in anomalies]
+    assert [
+        b'{"webhookType": "recording-started", "data": {"meetingId": "m1"}}',
+        b"\x00garbage",
+    ] == [r.payload for r in anomalies]
     assert ["recording-started: data.sessionId is missing"] == [anomalies[0].reason]
     assert "not JSON" in (anomalies[1].reason or "")
     assert [Outcome.MALFORMED, Outcome.MALFORMED] == [r.outcome for r in anomalies]
@@ -436,31 +529,49 @@ def test_later_changes_to_the_fed_mapping_do_not_leak() -> None:
 def test_status_by_position_and_by_name() -> None:
     """status() takes the key values in order or as snake_case keyword arguments."""
     engine = Engine()
-    engine.feed({"webhookType": "participant-track-recording-started",
-                 "data": {"meetingId": "m1", "sessionId": "s1", "participantId": "p1",
-                          "kind": "video"}})
+    engine.feed(
+        {
+            "webhookType": "participant-track-recording-started",
+            "data": {"meetingId": "m1", "sessionId": "s1", "participantId": "p1", "kind": "video"},
+        }
+    )
     by_position = engine.status("participant-track-recording", "m1", "s1", "p1", "video")
-    by_name = engine.status("participant-track-recording", kind="video", participant_id="p1",
-                            session_id="s1", meeting_id="m1")
+    by_name = engine.status(
+        "participant-track-recording",
+        kind="video",
+        participant_id="p1",
+        session_id="s1",
+        meeting_id="m1",
+    )
     assert by_position is not None
     assert by_position == by_name
     assert ("m1", "s1", "p1", "video") == by_position.key
     assert "participant-track-recording" == by_position.lifecycle
-    assert {"meeting_id": "m1", "session_id": "s1", "participant_id": "p1",
-            "kind": "video"} == by_position.ids
+    assert {
+        "meeting_id": "m1",
+        "session_id": "s1",
+        "participant_id": "p1",
+        "kind": "video",
+    } == by_position.ids
     assert by_position == engine.status("participant-track-recording", **by_position.ids)
 
 
 @pytest.mark.parametrize(
     ("lifecycle", "ids"),
-    [("transcription", {"id": "t1"}), ("resource", {"id": "t1"}),
-     ("ai-deployment-session", {"session_id": "t1"})],
+    [
+        ("transcription", {"id": "t1"}),
+        ("resource", {"id": "t1"}),
+        ("ai-deployment-session", {"session_id": "t1"}),
+    ],
 )
 def test_status_ids_of_single_key_lifecycles(lifecycle: str, ids: dict[str, Any]) -> None:
     """Single-field keys are given as id= or session_id=."""
     engine = Engine()
-    first = {"transcription": "transcription-started", "resource": "resource-acquired",
-             "ai-deployment-session": "agent-session-started"}[lifecycle]
+    first = {
+        "transcription": "transcription-started",
+        "resource": "resource-acquired",
+        "ai-deployment-session": "agent-session-started",
+    }[lifecycle]
     engine.feed({"webhookType": first, "data": {"id": "t1", "sessionId": "t1"}})
     status = engine.status(lifecycle, **ids)
     assert status is not None
@@ -518,8 +629,13 @@ def test_status_data_merges_and_resets() -> None:
     engine.feed(rec("stopped", fileUrl="ignored"))  # duplicate
     status = engine.status("recording", "m1", "s1")
     assert status is not None
-    assert {"meetingId": "m1", "sessionId": "s1", "id": "r1", "fileUrl": "u1",
-            "filePath": "/p1"} == status.data
+    assert {
+        "meetingId": "m1",
+        "sessionId": "s1",
+        "id": "r1",
+        "fileUrl": "u1",
+        "filePath": "/p1",
+    } == status.data
     engine.feed(rec("starting", id="r2"))  # restart
     status = engine.status("recording", "m1", "s1")
     assert status is not None
@@ -530,18 +646,27 @@ def test_history_and_clock() -> None:
     """History lists each event of a resource at the clock's time; entered_at is the last change."""
     clock = Clock(100.0)
     engine = Engine(clock=clock)
-    steps = [("starting", A), ("starting", D), ("stopping", G), ("started", OOO),
-             ("stopped", A), ("failed", ILL)]
+    steps = [
+        ("starting", A),
+        ("starting", D),
+        ("stopping", G),
+        ("started", OOO),
+        ("stopped", A),
+        ("failed", ILL),
+    ]
     for i, (state, _) in enumerate(steps):
         clock.now = 100.0 + 10 * i
         engine.feed(rec(state))
     engine.feed(rec("starting", meetingId="other"))  # another resource
     status = engine.status("recording", "m1", "s1")
     assert status is not None
-    assert tuple(
-        HistoryEntry(i + 1, f"recording-{state}", outcome, _at(100.0 + 10 * i))
-        for i, (state, outcome) in enumerate(steps)
-    ) == status.history
+    assert (
+        tuple(
+            HistoryEntry(i + 1, f"recording-{state}", outcome, _at(100.0 + 10 * i))
+            for i, (state, outcome) in enumerate(steps)
+        )
+        == status.history
+    )
     assert "stopped" == status.state
     assert _at(140.0) == status.entered_at
     assert 2 == len(engine)
@@ -581,7 +706,8 @@ def test_iteration_and_len() -> None:
     statuses = list(engine)
     assert all(isinstance(s, ResourceStatus) for s in statuses)
     assert [("recording", "started"), ("resource", "acquired")] == [
-        (s.lifecycle, s.state) for s in statuses]
+        (s.lifecycle, s.state) for s in statuses
+    ]
 
 
 # -- subscriptions ---------------------------------------------------------------------------
@@ -593,8 +719,14 @@ def test_subscribers_see_changes_only() -> None:
     seen: list[FeedResult] = []
     engine.subscribe(seen.append)
     payloads: list[dict[str, Any] | bytes] = [
-        rec("starting"), rec("starting"), rec("stopping"), rec("started"), rec("stopped"),
-        rec("failed"), b"junk", {"webhookType": "brand-new"},
+        rec("starting"),
+        rec("starting"),
+        rec("stopping"),
+        rec("started"),
+        rec("stopped"),
+        rec("failed"),
+        b"junk",
+        {"webhookType": "brand-new"},
     ]
     fed = [engine.feed(p) for p in payloads]
     assert [fed[0], fed[2], fed[4]] == seen
@@ -604,16 +736,16 @@ def test_subscribers_see_changes_only() -> None:
 @pytest.mark.parametrize(
     ("lifecycle", "state", "expected"),
     [
-        (None, None, ["recording-starting", "hls-starting", "recording-stopped",
-                      "hls-started"]),
+        (None, None, ["recording-starting", "hls-starting", "recording-stopped", "hls-started"]),
         ("recording", None, ["recording-starting", "recording-stopped"]),
         (None, "starting", ["recording-starting", "hls-starting"]),
         ("hls", "started", ["hls-started"]),
         ("hls", "stopped", []),
     ],
 )
-def test_subscription_filters(lifecycle: str | None, state: str | None,
-                              expected: list[str]) -> None:
+def test_subscription_filters(
+    lifecycle: str | None, state: str | None, expected: list[str]
+) -> None:
     """Subscriptions can be limited to one lifecycle and to the state entered."""
     engine = Engine()
     seen: list[FeedResult] = []
@@ -671,15 +803,31 @@ VIOLATIONS: list[tuple[str, list[Any], Any, Outcome]] = [
     ("gap", [rec("starting")], rec("stopping"), G),
     ("gap-from-idle", [], rec("stopped"), G),
     ("out_of_order", [rec("starting"), rec("started")], rec("starting"), OOO),
-    ("illegal", [rec("starting"), rec("started"), rec("stopping"), rec("stopped")],
-     rec("failed"), ILL),
-    ("restart-with-old-id", [rec("starting", id="x"), rec("failed", id="x")],
-     rec("starting", id="x"), OOO),
+    (
+        "illegal",
+        [rec("starting"), rec("started"), rec("stopping"), rec("stopped")],
+        rec("failed"),
+        ILL,
+    ),
+    (
+        "restart-with-old-id",
+        [rec("starting", id="x"), rec("failed", id="x")],
+        rec("starting", id="x"),
+        OOO,
+    ),
     ("malformed", [rec("starting")], b"{", Outcome.MALFORMED),
-    ("malformed-key", [rec("starting")], {"webhookType": "recording-started", "data": {}},
-     Outcome.MALFORMED),
-    ("unknown_type", [rec("starting")], {"webhookType": "brand-new", "data": {}},
-     Outcome.UNKNOWN_TYPE),
+    (
+        "malformed-key",
+        [rec("starting")],
+        {"webhookType": "recording-started", "data": {}},
+        Outcome.MALFORMED,
+    ),
+    (
+        "unknown_type",
+        [rec("starting")],
+        {"webhookType": "brand-new", "data": {}},
+        Outcome.UNKNOWN_TYPE,
+    ),
 ]
 
 
@@ -716,7 +864,9 @@ def test_strict_engine_accepts_applied_and_duplicate() -> None:
     engine = Engine(strict=True)
     session = {"meetingId": "m1", "sessionId": "s1"}
     payloads: list[dict[str, Any]] = [
-        rec("starting"), rec("starting"), rec("started"),
+        rec("starting"),
+        rec("starting"),
+        rec("started"),
         {"webhookType": "session-started", "data": session},
         {"webhookType": "session-ended", "data": session},
         {"webhookType": "hls-starting", "data": session},
@@ -736,4 +886,8 @@ def test_violation_message_names_the_problem() -> None:
     assert "gap on recording m1/s1: recording-stopped in state 'idle'" == str(info.value)
     result = info.value.result
     assert (G, "idle", "stopped", ("starting", "started", "stopping")) == (
-        result.outcome, result.before, result.after, result.missing)
+        result.outcome,
+        result.before,
+        result.after,
+        result.missing,
+    )

@@ -15,7 +15,7 @@ import pytest
 import lifecycle
 from lifecycle import LIFECYCLES
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 LIFECYCLE_PAGES = DOCS / "lifecycles"
 
 
@@ -63,8 +63,10 @@ def test_regenerating_undoes_a_hand_edit() -> None:
 def test_prose_outside_the_markers_is_kept() -> None:
     """Splicing replaces only the text between the markers."""
     text = f"# Title\n\nprose\n\n{generate.BEGIN}\nstale\n{generate.END}\n\nmore prose\n"
-    expected = (f"# Title\n\nprose\n\n{generate.BEGIN}\n{generate.NOTICE}\n\nfresh\n\n"
-                f"{generate.END}\n\nmore prose\n")
+    expected = (
+        f"# Title\n\nprose\n\n{generate.BEGIN}\n{generate.NOTICE}\n\nfresh\n\n"
+        f"{generate.END}\n\nmore prose\n"
+    )
     assert expected == generate.splice(text, "fresh")
 
 

@@ -1,6 +1,6 @@
 """Durability: kill -9, concurrent feeders, lost connections and SQLite readers.
 
-Child processes run ``tests/_feeder.py``. Each PostgreSQL test gets a database of its
+Child processes run ``tests/integration/_feeder.py``. Each PostgreSQL test gets a database of its
 own on the test server (created and dropped here), so these tests neither see nor
 disturb other tests running at the same time on the same server.
 """
@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import _feeder
 import orjson
 import pytest
 
 from lifecycle import Engine, FeedResult, ResourceStatus, StoreUnavailable
-from lifecycle._simulate import stream
 from lifecycle import Engine as StoredEngine
+from lifecycle._simulate import stream
 
-from conftest import ROOT, postgres_or_skip
+import _feeder
+from support import ROOT, postgres_or_skip
 
 FEEDER = Path(__file__).resolve().with_name("_feeder.py")
 STARTUP_TIMEOUT = 60.0
@@ -40,11 +40,12 @@ STARTUP_TIMEOUT = 60.0
 
 # -- helpers --------------------------------------------------------------------------
 
-def events_of(meetings: int, seed: int, *, shuffle: float = 0.0,
-              duplicate: float = 0.0) -> list[bytes]:
+
+def events_of(
+    meetings: int, seed: int, *, shuffle: float = 0.0, duplicate: float = 0.0
+) -> list[bytes]:
     """A simulated stream as the JSON bytes a receiver gets."""
-    return [orjson.dumps(p) for p in stream(meetings, seed, shuffle=shuffle,
-                                            duplicate=duplicate)]
+    return [orjson.dumps(p) for p in stream(meetings, seed, shuffle=shuffle, duplicate=duplicate)]
 
 
 def open_store(url: str) -> StoredEngine:
@@ -69,8 +70,9 @@ def private_database(tag: str) -> Iterator[str]:
         yield url
     finally:
         with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture
@@ -82,12 +84,24 @@ def pg_url() -> Iterator[str]:
 
 def start_child(directory: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
     """Start ``_feeder.py args`` with stdout and stderr going to ``directory/name.out|err``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    with (directory / f"{name}.out").open("wb") as out, \
-            (directory / f"{name}.err").open("wb") as err:
-        return subprocess.Popen([sys.executable, str(FEEDER), *args], cwd=ROOT, env=env,
-                                stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
+    with (
+        (directory / f"{name}.out").open("wb") as out,
+        (directory / f"{name}.err").open("wb") as err,
+    ):
+        return subprocess.Popen(
+            [sys.executable, str(FEEDER), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def kill_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -160,22 +174,27 @@ def reports(lines: Sequence[str]) -> list[Report]:
             out.append(((int(pos),), (int(seq),), dig))
         elif kind == "b":
             start, end, seqs, dig = fields
-            out.append((tuple(range(int(start), int(end))),
-                        tuple(int(s) for s in seqs.split(",")), dig))
+            out.append(
+                (tuple(range(int(start), int(end))), tuple(int(s) for s in seqs.split(",")), dig)
+            )
     return out
 
 
-def unreported(reported: Sequence[Report], logged: Sequence[FeedResult],
-               events: Sequence[bytes]) -> list[Report]:
+def unreported(
+    reported: Sequence[Report], logged: Sequence[FeedResult], events: Sequence[bytes]
+) -> list[Report]:
     """The reports the log does not bear out: their events at those seqs with those bytes."""
     by_seq = {r.seq: r.payload for r in logged}
     wrong = []
     for positions, seqs, dig in reported:
         found = [by_seq.get(s) for s in seqs]
         payloads = [p for p in found if isinstance(p, bytes)]
-        if len(payloads) != len(seqs) or [events[i] for i in positions] != payloads or dig != (
-                _feeder.digest(payloads[0]) if len(seqs) == 1
-                else _feeder.batch_digest(payloads)):
+        if (
+            len(payloads) != len(seqs)
+            or [events[i] for i in positions] != payloads
+            or dig
+            != (_feeder.digest(payloads[0]) if len(seqs) == 1 else _feeder.batch_digest(payloads))
+        ):
             wrong.append((positions, seqs, dig))
     return wrong
 
@@ -189,14 +208,24 @@ def payloads_of(logged: Sequence[FeedResult]) -> list[bytes]:
 
 def classification(r: FeedResult, *, warnings: bool = True) -> tuple[Any, ...]:
     """What a result says about its event, without its sequence number."""
-    return (r.outcome, r.lifecycle, r.key, r.webhook_type, r.before, r.after, r.missing,
-            r.warnings if warnings else None, r.reason)
+    return (
+        r.outcome,
+        r.lifecycle,
+        r.key,
+        r.webhook_type,
+        r.before,
+        r.after,
+        r.missing,
+        r.warnings if warnings else None,
+        r.reason,
+    )
 
 
 def status_row(s: ResourceStatus, seqs: Mapping[int, int]) -> tuple[Any, ...]:
     """A resource's whole status, history seqs translated through ``seqs``."""
-    history = tuple((seqs.get(h.seq, h.seq), h.webhook_type, h.outcome, h.received_at)
-                    for h in s.history)
+    history = tuple(
+        (seqs.get(h.seq, h.seq), h.webhook_type, h.outcome, h.received_at) for h in s.history
+    )
     return (s.lifecycle, s.key, s.state, s.entered_at, dict(s.data), history)
 
 
@@ -221,9 +250,9 @@ def assert_replays(engine: Engine, logged: Sequence[FeedResult]) -> None:
     seqs = {i: r.seq for i, r in enumerate(logged, 1)}
     stored = engine.resources()
     assert {(s.lifecycle, s.key, s.state) for s in memory.resources()} == {
-        (s.lifecycle, s.key, s.state) for s in stored}
-    assert [status_row(s, seqs) for s in memory.resources()] == [
-        status_row(s, {}) for s in stored]
+        (s.lifecycle, s.key, s.state) for s in stored
+    }
+    assert [status_row(s, seqs) for s in memory.resources()] == [status_row(s, {}) for s in stored]
 
 
 # -- 1. kill -9 at random moments -----------------------------------------------------
@@ -243,16 +272,18 @@ def kill_delay(rng: random.Random, rates: Sequence[float], left: int, rounds: in
     return rng.uniform(min(low, high / 4), high)
 
 
-def check_after_crash(url: str, events: Sequence[bytes], reported: Sequence[Report],
-                      note: str) -> int:
+def check_after_crash(
+    url: str, events: Sequence[bytes], reported: Sequence[Report], note: str
+) -> int:
     """Reported events are logged, the log is a whole-unit prefix, the state is the log's."""
     units = _feeder.plan(len(events))
     with closing(open_store(url)) as engine:
         logged = engine.log()
         payloads = payloads_of(logged)
         n = len(payloads)
-        assert [] == [i for i, (a, b) in enumerate(zip(events, payloads, strict=False))
-                      if a != b][:5], f"{note}: the log is not the stream's prefix"
+        assert (
+            [] == [i for i, (a, b) in enumerate(zip(events, payloads, strict=False)) if a != b][:5]
+        ), f"{note}: the log is not the stream's prefix"
         assert [] == [(s, e) for s, e in units if s < n < e], f"{note}: a partial batch"
         assert [] == unreported(reported, logged, events), f"{note}: reported, not logged"
         assert [] == engine.rebuild(), f"{note}: stored state differs from the log's replay"
@@ -261,10 +292,14 @@ def check_after_crash(url: str, events: Sequence[bytes], reported: Sequence[Repo
 
 @pytest.mark.parametrize("kind", list(CRASH_MEETINGS))
 def test_kill_9_loses_no_returned_feed_and_leaves_the_store_consistent(
-        kind: str, request: pytest.FixtureRequest, tmp_path: Path, spawn: Spawn) -> None:
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, spawn: Spawn
+) -> None:
     """A feeder killed with SIGKILL at random moments loses nothing it reported, no half batch."""
-    url = (f"sqlite:///{tmp_path / 'crash.db'}" if kind == "sqlite"
-           else str(request.getfixturevalue("pg_url")))
+    url = (
+        f"sqlite:///{tmp_path / 'crash.db'}"
+        if kind == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )
     events = events_of(CRASH_MEETINGS[kind], 11, shuffle=0.05, duplicate=0.02)
     events_file = tmp_path / "events.jsonl"
     _feeder.write_events(events_file, events)
@@ -344,8 +379,19 @@ def concurrent_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Concurr
         procs: list[subprocess.Popen[bytes]] = []
         try:
             for k in range(FEEDERS):
-                procs.append(start_child(tmp, f"feeder{k}", url, "feed", str(events_file),
-                                         "--part", f"{k}/{FEEDERS}", "--gate", str(gate)))
+                procs.append(
+                    start_child(
+                        tmp,
+                        f"feeder{k}",
+                        url,
+                        "feed",
+                        str(events_file),
+                        "--part",
+                        f"{k}/{FEEDERS}",
+                        "--gate",
+                        str(gate),
+                    )
+                )
             for k, proc in enumerate(procs):
                 wait_for(tmp / f"feeder{k}.out", "ready", proc)
             gate.touch()  # all at once
@@ -360,7 +406,8 @@ def concurrent_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Concurr
 
 
 def test_concurrent_feeders_log_each_event_once_and_keep_every_resource_consistent(
-        concurrent_run: ConcurrentRun) -> None:
+    concurrent_run: ConcurrentRun,
+) -> None:
     """Four processes feeding one stream at once: each event logged once, states = replay."""
     run = concurrent_run
     with closing(open_store(run.url)) as engine:
@@ -380,20 +427,27 @@ def test_concurrent_feeders_log_each_event_once_and_keep_every_resource_consiste
 
 
 def test_concurrent_feeders_log_the_outcomes_of_the_log_order(
-        concurrent_run: ConcurrentRun) -> None:
+    concurrent_run: ConcurrentRun,
+) -> None:
     """Each logged outcome, before/after and warning is what replaying the log gives."""
     with closing(open_store(concurrent_run.url)) as engine:
         logged = engine.log()
     _, results = replay(logged)
-    assert [(r.seq, *classification(again)) for r, again in zip(logged, results, strict=True)
-            ] == [(r.seq, *classification(r)) for r in logged]
+    assert [(r.seq, *classification(again)) for r, again in zip(logged, results, strict=True)] == [
+        (r.seq, *classification(r)) for r in logged
+    ]
 
 
 MEETING = {"meetingId": "m", "sessionId": "s"}
-SESSION_STARTED = orjson.dumps({"webhookType": "session-started", "data": {
-    **MEETING, "start": "2026-01-01T00:00:00.000Z"}})
-SESSION_ENDED = orjson.dumps({"webhookType": "session-ended", "data": {
-    **MEETING, "start": "2026-01-01T00:00:00.000Z", "end": "2026-01-01T01:00:00.000Z"}})
+SESSION_STARTED = orjson.dumps(
+    {"webhookType": "session-started", "data": {**MEETING, "start": "2026-01-01T00:00:00.000Z"}}
+)
+SESSION_ENDED = orjson.dumps(
+    {
+        "webhookType": "session-ended",
+        "data": {**MEETING, "start": "2026-01-01T00:00:00.000Z", "end": "2026-01-01T01:00:00.000Z"},
+    }
+)
 RECORDING_STARTING = orjson.dumps({"webhookType": "recording-starting", "data": MEETING})
 
 
@@ -402,13 +456,16 @@ def waiting_for_locks(url: str) -> int:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                           "current_database() AND wait_event_type = 'Lock'").fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+            "current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
 def test_a_start_event_after_a_concurrent_session_end_is_logged_with_its_warning(
-        pg_url: str) -> None:
+    pg_url: str,
+) -> None:
     """session-ended (lower seq) and a start event fed at once: the log's warning = replay's."""
     import psycopg
 
@@ -456,6 +513,7 @@ def test_a_start_event_after_a_concurrent_session_end_is_logged_with_its_warning
 
 # -- 3. a lost connection ------------------------------------------------------------
 
+
 def terminate_backends(url: str, where: str = "true") -> int:
     """Terminate the other connections to the database of ``url``; how many."""
     import psycopg
@@ -463,7 +521,8 @@ def terminate_backends(url: str, where: str = "true") -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE "
-            f"pid <> pg_backend_pid() AND datname = current_database() AND {where}").fetchall()
+            f"pid <> pg_backend_pid() AND datname = current_database() AND {where}"
+        ).fetchall()
     return sum(1 for (done,) in rows if done)
 
 
@@ -473,8 +532,7 @@ def logged_payloads(url: str) -> list[bytes]:
         return payloads_of(reader.log())
 
 
-def test_lost_connection_raises_store_unavailable_and_the_retry_is_logged_once(
-        pg_url: str) -> None:
+def test_lost_connection_raises_store_unavailable_and_the_retry_is_logged_once(pg_url: str) -> None:
     """After its backend is terminated a feed raises StoreUnavailable; feeding again works once."""
     first, second, *batch = events_of(1, 5)[:8]
     engine = open_store(pg_url)
@@ -554,19 +612,28 @@ def test_open_an_unreachable_server_raises_store_unavailable_naming_it() -> None
 
 # -- sequence numbers ---------------------------------------------------------------
 
-RECORDING = [orjson.dumps({"webhookType": w, "data": MEETING})
-             for w in ("recording-starting", "recording-started", "recording-stopped")]
+RECORDING = [
+    orjson.dumps({"webhookType": w, "data": MEETING})
+    for w in ("recording-starting", "recording-started", "recording-stopped")
+]
 
 
-@pytest.mark.parametrize("kind", [
-    "sqlite",
-    "postgresql",
-])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sqlite",
+        "postgresql",
+    ],
+)
 def test_sequence_numbers_are_not_reused_after_prune(
-        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """After prune() drops the newest log rows, the next event still gets a new, higher seq."""
-    url = (f"sqlite:///{tmp_path / 'prune.db'}" if kind == "sqlite"
-           else str(request.getfixturevalue("pg_url")))
+    url = (
+        f"sqlite:///{tmp_path / 'prune.db'}"
+        if kind == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )
     with closing(open_store(url)) as engine:
         seen = [engine.feed(p).seq for p in RECORDING]
         assert len(RECORDING) == engine.prune(time.time() + 60)
@@ -576,6 +643,7 @@ def test_sequence_numbers_are_not_reused_after_prune(
 
 
 # -- 4. SQLite: one writer, several readers --------------------------------------------
+
 
 def test_sqlite_readers_alongside_a_writer_see_no_errors(tmp_path: Path, spawn: Spawn) -> None:
     """Two reader processes query while a writer feeds (WAL): no errors, a consistent store."""
@@ -587,8 +655,10 @@ def test_sqlite_readers_alongside_a_writer_see_no_errors(tmp_path: Path, spawn: 
     seconds = "2.0"
     writer = spawn("writer", url, "feed", str(events_file), "--seconds", seconds, "--gate", gate)
     wait_for(tmp_path / "writer.out", "ready", writer)  # the writer created the tables
-    readers = [spawn("reader0", url, "read", seconds, "--reopen", "--gate", gate),
-               spawn("reader1", url, "read", seconds, "--gate", gate)]
+    readers = [
+        spawn("reader0", url, "read", seconds, "--reopen", "--gate", gate),
+        spawn("reader1", url, "read", seconds, "--gate", gate),
+    ]
     for i, reader in enumerate(readers):
         wait_for(tmp_path / f"reader{i}.out", "ready", reader)
     Path(gate).touch()
@@ -602,4 +672,3 @@ def test_sqlite_readers_alongside_a_writer_see_no_errors(tmp_path: Path, spawn: 
     assert sum(len(p) for p, _, _ in fed) == n
     with closing(open_store(url)) as engine:
         assert_replays(engine, engine.log())
-

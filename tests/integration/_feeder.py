@@ -1,13 +1,15 @@
 """Child processes of the durability tests: feed a store, or read it, and report on stdout.
 
-``python tests/_feeder.py URL feed EVENTS [--resume] [--part K/N] [--seconds S] [--gate F]``
+``python tests/integration/_feeder.py URL feed EVENTS [--resume] [--part K/N]
+[--seconds S] [--gate F]``
 feeds the payloads of EVENTS (one JSON payload a line, fed as those bytes) in the units of
 :func:`plan`: ``e POS SEQ DIGEST`` after each single ``feed`` returned, ``b START END SEQS
 DIGEST`` after each ``feed_many`` batch, each line flushed before the next feed starts.
 ``--resume`` continues after the events already in the log (a restart after a crash).
 
-``python tests/_feeder.py URL read SECONDS [--reopen] [--gate F]`` queries ``resources()``,
-``anomalies()`` and ``events_fed`` in a loop and ends with ``ok QUERIES LAST_EVENTS_FED``.
+``python tests/integration/_feeder.py URL read SECONDS [--reopen] [--gate F]`` queries
+``resources()``, ``anomalies()`` and ``events_fed`` in a loop and ends with
+``ok QUERIES LAST_EVENTS_FED``.
 
 Both print ``ready ...`` once the store is open, then wait for the file ``--gate`` (if
 given) to exist before starting.
@@ -75,8 +77,15 @@ def _wait(gate: str | None) -> None:
             time.sleep(0.005)
 
 
-def feed(url: str, events_file: str, *, resume: bool, part: str | None, seconds: float | None,
-         gate: str | None) -> None:
+def feed(
+    url: str,
+    events_file: str,
+    *,
+    resume: bool,
+    part: str | None,
+    seconds: float | None,
+    gate: str | None,
+) -> None:
     """Feed the events (or this process's part of them) in the units of :func:`plan`."""
     from lifecycle import Engine
     from lifecycle import Engine as StoredEngine
@@ -155,8 +164,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     r.add_argument("--gate")
     args = parser.parse_args(argv)
     if args.mode == "feed":
-        feed(args.url, args.events, resume=args.resume, part=args.part, seconds=args.seconds,
-             gate=args.gate)
+        feed(
+            args.url,
+            args.events,
+            resume=args.resume,
+            part=args.part,
+            seconds=args.seconds,
+            gate=args.gate,
+        )
     else:
         read(args.url, args.seconds, reopen=args.reopen, gate=args.gate)
 
