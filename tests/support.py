@@ -63,3 +63,18 @@ def reset_postgres(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS events, resources, lifecycle_meta CASCADE")
         conn.execute("DROP SEQUENCE IF EXISTS lifecycle_events_seq")
+
+
+class Clock:
+    """A clock the test sets and moves by hand (``Engine(clock=...)``): epoch seconds."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock on; the new time."""
+        self.now += seconds
+        return self.now
