@@ -66,12 +66,17 @@ def reset_postgres(url: str) -> None:
 
 
 class Clock:
-    """A clock the test sets and moves by hand (``Engine(clock=...)``): epoch seconds."""
+    """A clock the test sets and moves by hand (``Engine(clock=...)``): epoch seconds.
 
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
+    With ``tick``, each reading first moves it on by that many seconds.
+    """
+
+    def __init__(self, now: float = 1_700_000_000.0, tick: float = 0.0) -> None:
         self.now = now
+        self.tick = tick
 
     def __call__(self) -> float:
+        self.now += self.tick
         return self.now
 
     def advance(self, seconds: float) -> float:
