@@ -57,11 +57,19 @@ OUTCOMES = tuple(Outcome)
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 TYPES = tuple(WEBHOOK_TYPES)
 TYPE_CODE = {w: i for i, w in enumerate(TYPES)}
-if len(OUTCOMES) > 1 << OUTCOME_BITS or len(TYPES) > 1 << TYPE_BITS:
-    raise DefinitionError(
-        f"{len(OUTCOMES)} outcomes and {len(TYPES)} webhook types do not fit the "
-        f"{OUTCOME_BITS} and {TYPE_BITS} bits of a history entry: widen them in _core"
-    )
+
+
+def check_widths(outcomes: int, types: int) -> None:
+    """Raise :class:`DefinitionError` unless that many outcomes and webhook types fit
+    the bits of a packed history entry (checked when this module is built)."""
+    if outcomes > 1 << OUTCOME_BITS or types > 1 << TYPE_BITS:
+        raise DefinitionError(
+            f"{outcomes} outcomes and {types} webhook types do not fit the {OUTCOME_BITS} "
+            f"and {TYPE_BITS} bits of a history entry: widen them in _core"
+        )
+
+
+check_widths(len(OUTCOMES), len(TYPES))
 SHIFT = OUTCOME_BITS + TYPE_BITS
 
 

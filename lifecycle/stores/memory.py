@@ -40,11 +40,19 @@ __all__ = ["MemoryStore"]
 # -- a logged event, packed: seq << 9 | after_session_end | redelivery | before | outcome
 STATES = tuple(sorted({s for lc in LIFECYCLES.values() for s in lc.states}))
 _STATE_CODE = {s: i for i, s in enumerate(STATES)}
-if len(STATES) > 16 or len(OUTCOMES) > 8:
-    raise DefinitionError(
-        f"{len(STATES)} state names and {len(OUTCOMES)} outcomes do not fit "
-        "the 4 and 3 bits of a memory log entry: widen them in stores.memory"
-    )
+
+
+def check_widths(states: int, outcomes: int) -> None:
+    """Raise :class:`DefinitionError` unless that many state names and outcomes fit the
+    bits of a memory log entry (checked when this module is built)."""
+    if states > 16 or outcomes > 8:
+        raise DefinitionError(
+            f"{states} state names and {outcomes} outcomes do not fit the 4 and 3 bits of "
+            "a memory log entry: widen them in stores.memory"
+        )
+
+
+check_widths(len(STATES), len(OUTCOMES))
 _REDELIVERY, _AFTER_SESSION_END, _SEQ_SHIFT = 1 << 7, 1 << 8, 9
 _NO_STATE = _STATE_CODE[IDLE]  # a result that names no resource has no state before
 _PRUNED = object()  # the payload of an entry that prune() dropped
