@@ -29,7 +29,7 @@ from lifecycle import strategies as vs
 from lifecycle._convert import encode_payload
 from lifecycle.stores._sql import MIGRATIONS
 
-from support import STORES, load_examples, postgres_or_skip, reset_postgres
+from support import STORES, Clock, load_examples, postgres_or_skip, reset_postgres
 
 MEETING = {"meetingId": "m1", "sessionId": "s1"}
 
@@ -53,17 +53,6 @@ def summary(r: FeedResult) -> tuple[Any, ...]:
 def states(engine: Engine) -> list[tuple[str, tuple[str, ...], str]]:
     """Every resource's lifecycle, key and state, in the engine's order."""
     return [(r.lifecycle, r.key, r.state) for r in engine.resources()]
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
 
 
 @pytest.fixture
@@ -99,7 +88,7 @@ def test_examples_give_the_same_results_as_in_memory(make: Callable[..., Engine]
 @across
 def test_status_data_and_history(make: Callable[..., Engine]) -> None:
     """Status carries the merged data, entry time and the history with outcomes."""
-    clock = Clock()
+    clock = Clock(tick=1.0)
     engine = make(clock=clock)
     engine.feed({"webhookType": "recording-starting", "data": MEETING})
     engine.feed({"webhookType": "recording-stopped", "data": {**MEETING, "fileUrl": "u"}})
@@ -226,7 +215,7 @@ def test_any_stream_gives_the_same_results_on_every_store(
 @across
 def test_the_log_answers_for_the_past(make: Callable[..., Engine]) -> None:
     """status(at=) replays the log; rebuild() agrees; prune keeps the final state."""
-    clock = Clock()
+    clock = Clock(tick=1.0)
     engine = make(clock=clock)
     for step in ("starting", "started", "stopping", "stopped"):
         engine.feed({"webhookType": f"hls-{step}", "data": MEETING})
@@ -346,7 +335,7 @@ def test_pages_put_together_give_the_whole_list(
     size: int,
 ) -> None:
     """Paging resources (limit, offset) and anomalies (after, limit) loses and repeats none."""
-    with fresh(store_url, clock=Clock()) as engine:
+    with fresh(store_url, clock=Clock(tick=1.0)) as engine:
         engine.feed_many(stream)
         check_pages(engine, size)
 
@@ -391,7 +380,7 @@ REJOIN = [
 @across
 def test_redelivery_window(make: Callable[..., Engine], store_url: str | None) -> None:
     """A byte-identical body within the window is a redelivery: a duplicate changing nothing."""
-    clock = Clock()  # one second a feed
+    clock = Clock(tick=1.0)  # one second a feed
     engine = make(clock=clock, redelivery_window=10)
     joined, left = (orjson.dumps(p) for p in REJOIN)
     engine.feed(joined)
@@ -413,7 +402,7 @@ def test_without_a_window_an_identical_body_is_classified_as_usual(
     make: Callable[..., Engine],
 ) -> None:
     """Off by default: the same join after a leave is a rejoin."""
-    engine = make(clock=Clock())
+    engine = make(clock=Clock(tick=1.0))
     results = engine.feed_many([orjson.dumps(p) for p in [*REJOIN, REJOIN[0]]])
     assert [r.outcome for r in results] == [Outcome.APPLIED] * 3
     with pytest.raises(ValueError, match="redelivery_window"):

@@ -21,6 +21,8 @@ from lifecycle import (
     UnknownEvent,
 )
 
+from support import Clock
+
 A, D, G = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.GAP
 OOO, ILL = Outcome.OUT_OF_ORDER, Outcome.ILLEGAL
 
@@ -56,16 +58,6 @@ KEY_VALUES: dict[str, tuple[str, ...]] = {
     "resource": ("r1",),
     "ai-deployment-session": ("ai1",),
 }
-
-
-class Clock:
-    """A settable clock for the engine."""
-
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Case(NamedTuple):

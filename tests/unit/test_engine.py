@@ -22,6 +22,8 @@ from lifecycle import (
     SessionEvent,
 )
 
+from support import Clock
+
 A, D, G = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.GAP
 OOO, ILL = Outcome.OUT_OF_ORDER, Outcome.ILLEGAL
 
@@ -146,16 +148,6 @@ IN_ORDER: list[InOrder] = [
     InOrder("resource-acquired", A, "idle", "acquired", None),
     *_recorder_in_order("ai-deployment-session", warn_start=False),
 ]
-
-
-class Clock:
-    """A settable clock for the engine."""
-
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _at(t: float) -> datetime:
