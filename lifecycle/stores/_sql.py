@@ -173,27 +173,32 @@ def _json_list(items: tuple[str, ...]) -> str:
     return orjson.dumps(items).decode() if items else "[]"
 
 
+_VALUE = {o: o.value for o in Outcome}  # an enum's .value is a Python-level property
+_APPLIED = Outcome.APPLIED
+
+
 def event_row(r: FeedResult, data: Mapping[str, Any] | None) -> tuple[Any, ...]:
     """The ``events`` row of a result; ``data`` is its payload's (decoded when None)."""
-    blob, kind = encode_payload(r.payload)
+    seq, outcome, lifecycle, key, webhook_type, before, after, missing, warnings, reason, t, p = r
+    blob, kind = (p, "bytes") if type(p) is bytes else encode_payload(p)
     meeting, session = _ids(r.data if data is None else data)
     return (
-        r.seq,
-        r.timestamp,
+        seq,
+        t,
         blob,
         kind,
-        r.outcome.value,
-        r.lifecycle,
-        key_text(r.key) if r.key is not None else None,
-        r.webhook_type,
-        r.before,
-        r.after,
-        _json_list(r.missing),
-        _json_list(r.warnings),
-        r.reason,
+        _VALUE[outcome],
+        lifecycle,
+        key_text(key) if key is not None else None,
+        webhook_type,
+        before,
+        after,
+        _json_list(missing),
+        _json_list(warnings),
+        reason,
         meeting,
         session,
-        int(bool(r.warnings) or r.outcome is not Outcome.APPLIED),
+        1 if warnings or outcome is not _APPLIED else 0,
     )
 
 
