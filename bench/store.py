@@ -1,120 +1,287 @@
-"""Durable engines (SQLite, PostgreSQL) against a bare INSERT floor, on one stream.
+"""Durable stores (SQLite, PostgreSQL) against the least a log-plus-state design writes.
 
 Usage: python bench/store.py [--events N] [--feed-events N] [--postgres URL]
-                             [--profile VARIANT]
+                             [--profile VARIANT] [--streams scattered,clustered]
 
-The stream is ``bench/engine.py``'s ``make_stream`` (webhook bodies as bytes). Each
-durable variant but one starts from a fresh, empty store made by ``Engine.open``:
+Two streams of webhook bodies (bytes as delivered), both from ``lifecycle._simulate``:
 
-- memory: ``Engine().feed(bytes)``, the in-memory engine;
-- feed: ``Engine.open(url).feed(bytes)``, one transaction per event, on the first
-  ``--feed-events`` events;
-- feed_many: ``feed_many`` of ``--batch`` events at a time, one transaction per batch,
-  on ``--events`` events;
-- feed on the filled store: the next ``--filled-events`` events of the stream fed one
-  by one to the store ``feed_many`` filled (a store that has seen some traffic);
-- floor: the rows the engine would append to its ``events`` log (``_event_row`` of the
-  results of an in-memory engine, built before the clock starts), inserted into a fresh
-  store's ``events`` table by ``executemany`` in ``--batch``-row transactions, on the
-  store's own connection: the write without reading, locking or classifying anything.
-  "floor, 1 row/tx" does the same one row per transaction (what ``feed`` commits).
+- scattered: ``--concurrent`` simulator streams (each of a few overlapping meetings)
+  interleaved at random, as a busy account with hundreds of meetings at once sends
+  them: a batch of 1,000 events touches about 700 distinct resources (measured and
+  printed), so most of a batch's resources are loaded and written once;
+- clustered: ``bench/engine.py``'s ``make_stream``, a few long meetings at a time whose
+  resources see about ten events each: about 100 distinct resources a batch.
 
-Every store's outcomes are checked against the in-memory engine's. The batch floor,
-``feed_many`` and the in-memory engine are the best of ``--repeat`` runs (2), so that
-their ratio holds on a noisy machine; the one-by-one variants are timed once.
+The floor is the least any durable design that keeps an event log and a current state
+must write: ``executemany`` of the ``(seq, received_at, payload, outcome, lifecycle,
+key)`` rows into a table with only its primary key, and an upsert of each touched
+resource's ``(lifecycle, key, state)`` into a second table (primary key ``(lifecycle,
+key)``), one transaction per batch, with the rows built before the clock starts (from
+an in-memory engine's results). It runs with the store's own settings: for SQLite on a
+connection set up by ``SqliteStore`` (WAL, ``synchronous=NORMAL``), ``BEGIN IMMEDIATE``
+to ``COMMIT``; for PostgreSQL on the same server, on a connection made as the store
+makes its own, in pipeline mode: ``BEGIN``, the rows and ``COMMIT`` sent before one
+Sync, one round trip a transaction.
 
-SQLite runs in a temporary folder (``--dir``), with the defaults of ``Engine.open``:
-WAL and ``synchronous=NORMAL``. PostgreSQL runs in the database ``--pg-database``
-(created when missing) on the server of ``--postgres``; its tables are dropped and
-recreated for each variant. Without ``--postgres`` PostgreSQL is skipped.
+Variants, each beside its floor on fresh, empty tables:
 
-``--profile VARIANT`` runs one durable variant under cProfile instead, and prints where
-its time goes.
+- feed_many: ``Engine.open(url).feed_many`` of ``--batch`` (1,000) events a transaction,
+  on ``--events`` events, beside the floor in ``--batch``-row transactions;
+- feed, filled: then the next ``--filled-events`` events one transaction each, on the
+  store (and the floor) just filled;
+- feed: ``Engine.open(url).feed``, one transaction an event, on ``--feed-events``
+  events of a fresh store, beside the floor in 1-row transactions.
+
+Store and floor are fed the same chunk of the stream back to back (``--pair-events``
+events for batches, 500 for one-by-one feeds), the order alternating, and the ratio
+reported is the median of the pairs' ratios, so that it holds on a noisy machine. Every
+store's outcomes are checked against the in-memory engine's.
+
+With ``--postgres URL``, PostgreSQL runs in the database ``--pg-database`` (created
+when missing; the store's and the floor's tables are dropped and recreated for each
+variant), and the client-server round trips are counted by a proxy in this process
+(see ``RoundTrips``: turns of the traffic, and waits the client cannot overlap): of
+opening a store, of one ``feed``, of one ``feed_many`` of 1,000 events, and of the
+floors.
+
+``--profile VARIANT`` runs one store variant alone under cProfile, on the stream
+``--profile-stream`` (scattered), and prints where its time goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
+import gc
 import os
 import platform
 import pstats
+import random
 import sqlite3
+import statistics
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from engine import best, engine, make_stream  # bench/, the script's folder
+import orjson
+from engine import make_stream  # bench/, the script's folder
 
 from lifecycle import Engine, Outcome
-from lifecycle._store import _EVENT_COLUMNS, StoredEngine, _event_row
+from lifecycle._simulate import stream
+from lifecycle.stores._sql import key_text, redact
+from lifecycle.stores.sqlite import SqliteStore
 
-INSERT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join(['?'] * 16)})"
 PG_TABLES = "DROP TABLE IF EXISTS events, resources, lifecycle_meta"
 PG_SEQUENCE = "DROP SEQUENCE IF EXISTS lifecycle_events_seq"
-TARGET_SQLITE_MANY = 50_000
-TARGET_SQLITE_FEED = 3_000
-TARGET_X_FLOOR = 3.0
+TARGET_X_FLOOR = 5.0  # SQLite feed_many on the scattered stream, against its floor
+ONE_BY_ONE_PAIR = 500  # events in a pair of one-transaction-an-event runs
+WAIT_PROBE = 0.1  # seconds the proxy holds the server's answers, to count the waits
 
 T = TypeVar("T")
+Outcomes = list[Outcome]
+LogRow = tuple[int, float, bytes, str, str | None, str | None]
+StateRow = tuple[str, str, str]
+Work = list[tuple[list[LogRow], list[StateRow]]]
+"""What the floor writes for a chunk: each transaction's log rows and state upserts."""
 
 
-class Store:
-    """Fresh stores of one kind: a new SQLite file or emptied PostgreSQL tables each."""
+# -- the streams -------------------------------------------------------------------------
+
+
+def scattered_stream(events: int, concurrent: int, seed: int = 7) -> list[bytes]:
+    """``events`` payloads of ``concurrent`` simulator streams interleaved at random.
+
+    Each simulator stream runs a few overlapping meetings at a time; interleaving many
+    spreads each resource's events far apart, as on an account with hundreds of
+    meetings at once.
+    """
+    r = random.Random(seed)
+    sources = [
+        stream(10**9, seed=seed * 1_000 + i, duplicate=0.002) for i in range(concurrent)
+    ]  # lazy: meetings are made as they are drawn
+    return [orjson.dumps(next(sources[r.randrange(concurrent)])) for _ in range(events)]
+
+
+@dataclass
+class Stream:
+    """A stream, what the in-memory engine made of it, and the floor's rows for it."""
+
+    name: str
+    payloads: list[bytes]
+    expected: Outcomes
+    log_rows: list[LogRow]
+    state_rows: list[StateRow | None]  # the resource's state after each event, if any
+    distinct: float  # distinct resources in a batch, on average
+
+    @classmethod
+    def of(cls, name: str, payloads: list[bytes], batch: int) -> Stream:
+        reference = Engine()
+        results = [reference.feed(p) for p in payloads]
+        log_rows: list[LogRow] = []
+        state_rows: list[StateRow | None] = []
+        for r, p in zip(results, payloads, strict=True):
+            key = key_text(r.key) if r.key is not None else None
+            log_rows.append((r.seq, r.timestamp, p, r.outcome.value, r.lifecycle, key))
+            state_rows.append(
+                (r.lifecycle, key, r.after or "idle")
+                if r.lifecycle is not None and key is not None
+                else None
+            )
+        touched = [
+            len({row[:2] for row in state_rows[i : i + batch] if row is not None})
+            for i in range(0, len(payloads) - batch + 1, batch)
+        ]
+        return cls(
+            name,
+            payloads,
+            [r.outcome for r in results],
+            log_rows,
+            state_rows,
+            statistics.fmean(touched) if touched else 0.0,
+        )
+
+    def work(self, start: int, stop: int, batch: int) -> Work:
+        """The floor's transactions for events ``start`` to ``stop``, ``batch`` a time."""
+        out: Work = []
+        for i in range(start, stop, batch):
+            j = min(i + batch, stop)
+            states = {row[:2]: row for row in self.state_rows[i:j] if row is not None}
+            out.append((self.log_rows[i:j], list(states.values())))
+        return out
+
+
+# -- the floor ---------------------------------------------------------------------------
+
+FLOOR_TABLES = (
+    "CREATE TABLE floor_log (seq {bigint} PRIMARY KEY, received_at {real} NOT NULL, "
+    "payload {blob} NOT NULL, outcome TEXT NOT NULL, lifecycle TEXT, resource_key TEXT)",
+    "CREATE TABLE floor_state (lifecycle TEXT NOT NULL, resource_key TEXT NOT NULL, "
+    "state TEXT NOT NULL, PRIMARY KEY (lifecycle, resource_key))",
+)
+FLOOR_LOG = (
+    "INSERT INTO floor_log (seq, received_at, payload, outcome, lifecycle, resource_key) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+FLOOR_STATE = (
+    "INSERT INTO floor_state (lifecycle, resource_key, state) VALUES (?, ?, ?) "
+    "ON CONFLICT (lifecycle, resource_key) DO UPDATE SET state = excluded.state"
+)
+
+
+class Floor:
+    """The log-plus-state floor on one connection, set up as the store's would be."""
+
+    def __init__(self, conn: Any, postgres: bool) -> None:
+        self.conn = conn
+        self.postgres = postgres
+        types = (
+            {"bigint": "BIGINT", "real": "DOUBLE PRECISION", "blob": "BYTEA"}
+            if postgres
+            else {"bigint": "INTEGER", "real": "REAL", "blob": "BLOB"}
+        )
+        if postgres:
+            conn.execute("DROP TABLE IF EXISTS floor_log, floor_state")
+        for sql in FLOOR_TABLES:
+            conn.execute(sql.format(**types))
+        self.log_sql, self.state_sql = FLOOR_LOG, FLOOR_STATE
+        if postgres:
+            self.log_sql, self.state_sql = (q.replace("?", "%s") for q in (FLOOR_LOG, FLOOR_STATE))
+
+    def write(self, work: Work) -> None:
+        """One transaction per item of ``work``."""
+        conn, log_sql, state_sql = self.conn, self.log_sql, self.state_sql
+        if self.postgres:
+            for log, states in work:  # all sent before the one Sync: one round trip
+                with conn.pipeline(), conn.cursor() as cur:
+                    cur.execute("BEGIN")
+                    cur.executemany(log_sql, log)
+                    if states:
+                        cur.executemany(state_sql, states)
+                    cur.execute("COMMIT")
+        else:
+            for log, states in work:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(log_sql, log)
+                conn.executemany(state_sql, states)
+                conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# -- where the stores live ---------------------------------------------------------------
+
+
+class Target:
+    """Fresh stores and floors of one kind: new SQLite files, or emptied PostgreSQL tables."""
 
     def __init__(self, name: str, folder: Path | None = None, url: str | None = None) -> None:
         self.name = name
-        self._folder = folder
-        self._url = url
+        self.folder = folder
+        self.url = url
         self._count = 0
 
-    def fresh(self) -> StoredEngine:
-        self._count += 1
-        if self._url is None:
-            assert self._folder is not None
-            opened = Engine.open(self._folder / f"bench-{self._count}.db")
-        else:
-            import psycopg
+    @property
+    def postgres(self) -> bool:
+        return self.url is not None
 
-            with psycopg.connect(self._url, autocommit=True) as conn:
-                conn.execute(PG_TABLES)
-                conn.execute(PG_SEQUENCE)
-            opened = Engine.open(self._url)
-        assert isinstance(opened, StoredEngine)
-        return opened
+    def _drop(self, url: str) -> None:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(PG_TABLES)
+            conn.execute(PG_SEQUENCE)
+
+    def engine(self, url: str | None = None) -> Engine:
+        """An engine on a fresh, empty store (at ``url``, a proxy of the server, if given)."""
+        self._count += 1
+        if self.url is None:
+            assert self.folder is not None
+            return Engine.open(self.folder / f"store-{self._count}.db")
+        self._drop(self.url)
+        return Engine.open(url or self.url)
+
+    def floor(self, url: str | None = None) -> Floor:
+        """A floor on fresh tables, on a connection made as the store makes its own."""
+        self._count += 1
+        if self.url is None:
+            assert self.folder is not None
+            store = SqliteStore(self.folder / f"floor-{self._count}.db")
+            return Floor(store._connection(), postgres=False)
+        import psycopg
+
+        conn = psycopg.connect(url or self.url, autocommit=True, connect_timeout=10)
+        return Floor(conn, postgres=True)
 
     def settings(self) -> str:
-        e = self.fresh()
+        e = self.engine()
         try:
-            conn: Any = e._connection()
-            if self._url is None:
+            conn: Any = e.store._connection()  # type: ignore[attr-defined]
+            if self.url is None:
                 journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
                 sync = conn.execute("PRAGMA synchronous").fetchone()[0]
                 names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
                 return (
                     f"SQLite {sqlite3.sqlite_version}, journal_mode={journal}, "
-                    f"synchronous={names.get(sync, sync)}, folder {self._folder}"
+                    f"synchronous={names.get(sync, sync)}, folder {self.folder}"
                 )
+            import psycopg
+
             version = conn.execute("SHOW server_version").fetchone()[0]
             fsync = conn.execute("SHOW fsync").fetchone()[0]
             commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
             return (
                 f"PostgreSQL {version}, fsync={fsync}, synchronous_commit={commit}, "
-                f"{_redact(self._url)}"
+                f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), {redact(self.url)}"
             )
         finally:
             e.close()
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
 
 
 def bench_database(server: str, database: str) -> str:
@@ -129,207 +296,340 @@ def bench_database(server: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-# -- the timed variants ---------------------------------------------------------------
-
-Outcomes = list[Outcome]
+# -- the store's side of a pair ----------------------------------------------------------
 
 
-def feed(store: StoredEngine, payloads: Sequence[bytes]) -> Outcomes:
-    one = store.feed
-    return [one(p).outcome for p in payloads]
-
-
-def feed_many(store: StoredEngine, payloads: Sequence[bytes], batch: int) -> Outcomes:
+def feed(engine: Engine, payloads: Sequence[bytes], batch: int) -> Outcomes:
+    """Feed ``payloads``: one at a time (``batch`` 1) or ``feed_many`` of ``batch``."""
+    if batch == 1:
+        one = engine.feed
+        return [one(p).outcome for p in payloads]
     out: Outcomes = []
     for i in range(0, len(payloads), batch):
-        out.extend(r.outcome for r in store.feed_many(payloads[i : i + batch]))
+        out.extend(r.outcome for r in engine.feed_many(payloads[i : i + batch]))
     return out
 
 
-def insert(store: StoredEngine, rows: Sequence[tuple[Any, ...]], batch: int) -> None:
-    """Append ``rows`` to the store's log, ``batch`` rows a transaction, on its connection."""
-    conn: Any = store._connection()
-    if isinstance(conn, sqlite3.Connection):
-        for i in range(0, len(rows), batch):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(INSERT, rows[i : i + batch])
-            conn.execute("COMMIT")
-    else:
-        sql = INSERT.replace("?", "%s")
-        for i in range(0, len(rows), batch):
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(sql, rows[i : i + batch])
-
-
-def timed(fn: Callable[..., T], *args: Any) -> tuple[float, T]:
-    """Seconds taken by ``fn(*args)``, and what it returned."""
-    t = time.perf_counter()
-    got = fn(*args)
-    return time.perf_counter() - t, got
-
-
-@dataclass(frozen=True)
-class Row:
-    store: str  # "memory", "SQLite", "PostgreSQL"
-    variant: str
-    events: int
-    seconds: float
-    floor: str = ""  # the floor row it is compared with, or "" (a floor or memory)
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds
-
-
-BATCH_FLOOR = "floor: INSERT, batches"
-ROW_FLOOR = "floor: INSERT, 1 row/tx"
-FILLED = "feed, filled"
-
-
-def measure(
-    store: Store,
-    payloads: Sequence[bytes],
-    events: int,
-    feed_n: int,
-    batch: int,
-    rows: Sequence[tuple[Any, ...]],
-    expected: Outcomes,
-    repeat: int,
-) -> list[Row]:
-    """The durable rows of one kind of store, each but one on a fresh store.
-
-    ``payloads`` holds ``events`` events, then those fed one by one to the store that
-    ``feed_many`` filled. The batch floor and ``feed_many`` are the best of ``repeat``
-    runs, each on a fresh store.
-    """
-    out: list[Row] = []
-    times = []
-    for _ in range(repeat):
-        e = store.fresh()
-        times.append(timed(insert, e, rows, batch)[0])
-        e.close()
-    out.append(Row(store.name, BATCH_FLOOR, events, min(times)))
-
-    e = store.fresh()
-    out.append(Row(store.name, ROW_FLOOR, feed_n, timed(insert, e, rows[:feed_n], 1)[0]))
-    e.close()
-
-    times = []
-    for _ in range(repeat):
-        e = store.fresh()
-        t, got = timed(feed_many, e, payloads[:events], batch)
-        check(store.name, "feed_many", got, expected[:events])
-        times.append(t)
-        e.close()
-    out.append(Row(store.name, "feed_many", events, min(times), BATCH_FLOOR))
-    later = payloads[events:]
-    if later:
-        t, got = timed(feed, e, later)  # the last store feed_many filled, reopened
-        check(store.name, "feed on the filled store", got, expected[events:])
-        out.append(Row(store.name, FILLED, len(later), t, ROW_FLOOR))
-        e.close()
-
-    e = store.fresh()
-    t, got = timed(feed, e, payloads[:feed_n])
-    check(store.name, "feed", got, expected[:feed_n])
-    out.append(Row(store.name, "feed", feed_n, t, ROW_FLOOR))
-    e.close()
-    return out
-
-
-def check(name: str, variant: str, got: Outcomes, expected: Outcomes) -> None:
+def check(label: str, got: Outcomes, expected: Outcomes, offset: int) -> None:
     """The store classified the stream as the in-memory engine did."""
     if got != expected:
         wrong = next(i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b)
         raise SystemExit(
-            f"{name} {variant}: event {wrong + 1} is {got[wrong]}, in memory {expected[wrong]}"
+            f"{label}: event {offset + wrong + 1} is {got[wrong]}, in memory {expected[wrong]}"
         )
 
 
-def profile(store: Store, variant: str, payloads: Sequence[bytes], batch: int, top: int) -> None:
-    e = store.fresh()
+@dataclass
+class Measured:
+    """A store variant and its floor, fed the same chunks in back-to-back pairs."""
+
+    store: str  # "SQLite", "PostgreSQL"
+    stream: str
+    variant: str  # "feed_many", "feed", "feed, filled"
+    batch: int  # events (and floor rows) a transaction
+    events: int = 0
+    floor_seconds: float = 0.0
+    store_seconds: float = 0.0
+    ratios: list[float] = field(default_factory=list)  # store / floor, pair by pair
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios or [float("nan")])
+
+    @property
+    def spread(self) -> str:
+        """The middle half of the pairs' ratios."""
+        ratios = self.ratios
+        if len(ratios) < 4:
+            return "-"
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        return f"{q1:.1f}-{q3:.1f}"
+
+
+def paired(
+    floor: Floor,
+    engine: Engine,
+    s: Stream,
+    start: int,
+    stop: int,
+    chunk: int,
+    m: Measured,
+) -> Measured:
+    """Feed events ``start`` to ``stop`` to both, ``chunk`` events a pair; fill ``m``."""
+    for k, i in enumerate(range(start, stop, chunk)):
+        j = min(i + chunk, stop)
+        work = s.work(i, j, m.batch)  # built before the clock starts
+        payloads = s.payloads[i:j]
+        got: Outcomes = []
+        t_floor = t_store = 0.0
+        for side in ("floor", "store") if k % 2 == 0 else ("store", "floor"):
+            t = time.perf_counter()
+            if side == "floor":
+                floor.write(work)
+                t_floor = time.perf_counter() - t
+            else:
+                got = feed(engine, payloads, m.batch)
+                t_store = time.perf_counter() - t
+        check(f"{m.store} {m.stream} {m.variant}", got, s.expected[i:j], i)
+        m.ratios.append(t_store / t_floor)
+        m.events += j - i
+        m.floor_seconds += t_floor
+        m.store_seconds += t_store
+    return m
+
+
+def measure(
+    target: Target, s: Stream, events: int, filled: int, feed_n: int, batch: int, chunk: int
+) -> Iterator[Measured]:
+    """The rows of one kind of store on one stream; ``chunk`` events a pair of batches."""
+    name = target.name
+    gc.collect()
+    floor, engine = target.floor(), target.engine()
+    try:
+        yield paired(floor, engine, s, 0, events, chunk, Measured(name, s.name, "feed_many", batch))
+        if filled:
+            later = Measured(name, s.name, "feed, filled", 1)
+            yield paired(floor, engine, s, events, events + filled, ONE_BY_ONE_PAIR, later)
+    finally:
+        floor.close()
+        engine.close()
+    gc.collect()
+    floor, engine = target.floor(), target.engine()
+    try:
+        yield paired(
+            floor, engine, s, 0, feed_n, ONE_BY_ONE_PAIR, Measured(name, s.name, "feed", 1)
+        )
+    finally:
+        floor.close()
+        engine.close()
+
+
+# -- PostgreSQL round trips --------------------------------------------------------------
+
+
+class Trips(NamedTuple):
+    """The round trips of one kind of call: the turns of each call, and the waits."""
+
+    what: str
+    turns: list[int]
+    waits: float
+
+
+class RoundTrips:
+    """A TCP proxy to a PostgreSQL server that counts round trips through it.
+
+    It counts two things. A turn is the traffic turning around on a connection: bytes
+    from the client, then bytes from the server. Turns overcount a long pipeline: the
+    server flushes its answers to the first statements (every 8 KiB) while the client
+    still sends the rest, and the client reads them without waiting. A wait is what
+    the client cannot overlap: with ``delay`` set, the proxy holds everything the server
+    sends for that long, and the waits of a call are the time it gains over the same
+    call without the delay, in delays. The proxy runs an asyncio loop in a thread of
+    this process.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self._upstream = (parts.hostname or "localhost", parts.port or 5432)
+        self.turns = 0
+        self.delay = 0.0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        port = asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"127.0.0.1:{port}"
+        self.url = urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc}" if userinfo else netloc))
+
+    async def _listen(self) -> int:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _connection(
+        self, client: asyncio.StreamReader, to_client: asyncio.StreamWriter
+    ) -> None:
+        server, to_server = await asyncio.open_connection(*self._upstream)
+        last = ["server"]  # who spoke last on this connection
+        held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        clock = self._loop.time
+
+        async def upstream() -> None:
+            try:
+                while data := await client.read(1 << 16):
+                    last[0] = "client"
+                    to_server.write(data)
+                    await to_server.drain()
+            except ConnectionError:
+                pass
+            finally:
+                to_server.close()
+
+        async def downstream() -> None:
+            try:
+                while data := await server.read(1 << 16):
+                    if last[0] == "client":
+                        self.turns += 1  # counted before the client can see the answer
+                    last[0] = "server"
+                    await held.put((clock() + self.delay, data))
+            except ConnectionError:
+                pass
+            finally:
+                await held.put((clock(), b""))
+
+        async def forward() -> None:
+            try:
+                while (item := await held.get())[1]:
+                    await asyncio.sleep(max(0.0, item[0] - clock()))
+                    to_client.write(item[1])
+                    await to_client.drain()
+            except ConnectionError:
+                pass
+            finally:
+                to_client.close()
+
+        await asyncio.gather(upstream(), downstream(), forward())
+
+    def counted(self, fn: Callable[..., T], *args: Any) -> tuple[int, float, T]:
+        """The turns and the seconds ``fn(*args)`` takes, and what it returned."""
+        before, t = self.turns, time.perf_counter()
+        got = fn(*args)
+        return self.turns - before, time.perf_counter() - t, got
+
+    def calls(self, what: str, fn: Callable[[Any], object], items: Sequence[Any]) -> Trips:
+        """``fn(item)`` for each of ``items``, every other one with the server's answers
+        delayed: the turns of the others, and the median waits."""
+        turns: list[int] = []
+        plain: list[float] = []
+        delayed: list[float] = []
+        for i, item in enumerate(items):
+            self.delay = WAIT_PROBE if i % 2 else 0.0
+            n, t, _ = self.counted(fn, item)
+            (delayed if i % 2 else plain).append(t)
+            if not i % 2:
+                turns.append(n)
+        self.delay = 0.0
+        waits = (statistics.median(delayed) - statistics.median(plain)) / WAIT_PROBE
+        return Trips(what, turns, waits)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def round_trips(target: Target, s: Stream, batch: int, calls: int = 20) -> list[Trips]:
+    """Round trips of opening a store, ``feed``, ``feed_many`` and the floors."""
+    assert target.url is not None
+    proxy = RoundTrips(target.url)
+    try:
+
+        def open_new(_: object) -> None:
+            target.engine(proxy.url).close()
+
+        def reopen(_: object) -> None:
+            Engine.open(proxy.url).close()
+
+        out = [
+            proxy.calls("open a new database (connect, create the schema)", open_new, [0, 0]),
+            proxy.calls("open a database of this version (connect, check it)", reopen, [0, 0]),
+        ]
+        payloads = s.payloads
+        n_many = max(1, min(calls, (len(payloads) - calls) // batch))  # a short stream: fewer
+        ones = range(calls)
+        manys = range(calls, calls + n_many * batch, batch)
+        with target.engine(proxy.url) as e:
+            out += [
+                proxy.calls("`feed`, one event", e.feed, [payloads[i] for i in ones]),
+                proxy.calls(
+                    f"`feed_many`, {batch:,} events",
+                    e.feed_many,
+                    [payloads[i : i + batch] for i in manys],
+                ),
+            ]
+        floor = target.floor(proxy.url)
+        out += [
+            proxy.calls(
+                "floor, 1 row a transaction", floor.write, [s.work(i, i + 1, 1) for i in ones]
+            ),
+            proxy.calls(
+                f"floor, {batch:,} rows a transaction",
+                floor.write,
+                [s.work(i, i + batch, batch) for i in manys],
+            ),
+        ]
+        floor.close()
+        return out
+    finally:
+        proxy.close()
+
+
+# -- profile and report ------------------------------------------------------------------
+
+
+def profile(target: Target, s: Stream, variant: str, n: int, batch: int, top: int) -> None:
+    """Where one store variant's time goes, alone on a fresh store."""
+    e = target.engine()
     prof = cProfile.Profile()
     prof.enable()
-    if variant.endswith("feed_many"):
-        feed_many(e, payloads, batch)
-    else:
-        feed(e, payloads)
+    got = feed(e, s.payloads[:n], batch if variant == "feed_many" else 1)
     prof.disable()
     e.close()
+    check(f"{target.name} {s.name} {variant}", got, s.expected[:n], 0)
     stats = pstats.Stats(prof)
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(top)
 
 
-# -- the report -----------------------------------------------------------------------
+def label(m: Measured) -> str:
+    if m.variant == "feed_many":
+        return f"`feed_many`, {m.batch:,} events a transaction"
+    if m.variant == "feed":
+        return "`feed`, one transaction an event"
+    return "`feed`, one transaction an event, on the store `feed_many` filled"
 
 
-def label(row: Row, batch: int) -> str:
-    if row.variant == BATCH_FLOOR:
-        return f"{row.store} floor: bare `INSERT`, {batch:,} rows a transaction"
-    if row.variant == ROW_FLOOR:
-        return f"{row.store} floor: bare `INSERT`, one row a transaction"
-    if row.variant == "feed_many":
-        return f"{row.store} `feed_many`, {batch:,} events a transaction"
-    if row.variant == "feed":
-        return f"{row.store} `feed`, one transaction an event"
-    if row.variant == FILLED:
-        return f"{row.store} `feed`, on the store `feed_many` filled"
-    return f"{row.store} {row.variant}"
-
-
-def table(rows: Sequence[Row], batch: int) -> list[str]:
-    """The markdown table; "x floor" is against the batch floor of the same store."""
-    floors = {(r.store, r.variant): r.rate for r in rows if r.variant in (BATCH_FLOOR, ROW_FLOOR)}
+def table(rows: Sequence[Measured]) -> list[str]:
+    """The markdown table: each variant beside the floor it was paired with."""
     lines = [
-        "| variant | events | events/s | x floor | x floor of 1 row/tx |",
-        "|---|---|---|---|---|",
+        "| store | stream | variant | events | events/s | floor events/s "
+        "| x floor (median of pairs) | middle half of pairs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        x_batch = x_row = "-"
-        if (r.store, BATCH_FLOOR) in floors:
-            x_batch = f"{floors[(r.store, BATCH_FLOOR)] / r.rate:.1f}"
-        if r.floor == ROW_FLOOR or r.variant == ROW_FLOOR:
-            x_row = f"{floors[(r.store, ROW_FLOOR)] / r.rate:.1f}"
-        lines.append(f"| {label(r, batch)} | {r.events:,} | {r.rate:,.0f} | {x_batch} | {x_row} |")
+    for m in rows:
+        pairs = len(m.ratios)
+        floor = (
+            f"{m.events / m.floor_seconds:,.0f} ({m.batch:,} row{'s' if m.batch > 1 else ''}/tx)"
+        )
+        lines.append(
+            f"| {m.store} | {m.stream} | {label(m)} | {m.events:,} | "
+            f"{m.events / m.store_seconds:,.0f} | {floor} | {m.ratio:.1f} "
+            f"({pairs} pair{'s' if pairs != 1 else ''}) | {m.spread} |"
+        )
     return lines
 
 
-def verdicts(rows: Sequence[Row]) -> list[str]:
-    rate = {(r.store, r.variant): r.rate for r in rows}
+def trips_table(trips: Sequence[Trips]) -> list[str]:
+    lines = [
+        "| PostgreSQL, through a counting proxy | turns | waits | calls (plain + delayed) |",
+        "|---|---|---|---|",
+    ]
+    for what, turns, waits in trips:
+        mean = statistics.fmean(turns)
+        shown = f"{mean:.0f}" if mean == int(mean) else f"{mean:.1f}"
+        if min(turns) != max(turns):
+            shown += f" ({min(turns)}-{max(turns)})"
+        lines.append(f"| {what} | {shown} | {waits:.1f} | {len(turns)} + {len(turns)} |")
+    return lines
+
+
+def verdicts(rows: Sequence[Measured]) -> list[str]:
     out = ["| target | measured | |", "|---|---|---|"]
-
-    def line(what: str, value: str, met: bool | None) -> None:
-        verdict = "reported" if met is None else ("met" if met else "**not met**")
-        out.append(f"| {what} | {value} | {verdict} |")
-
-    for store in ("SQLite", "PostgreSQL"):
-        if (store, "feed") not in rate:
-            continue
-        many, one = rate[(store, "feed_many")], rate[(store, "feed")]
-        x = rate[(store, BATCH_FLOOR)] / many
-        sqlite = store == "SQLite"
-        line(
-            f"{store} `feed_many` >= {TARGET_SQLITE_MANY:,} events/s",
-            f"{many:,.0f}",
-            many >= TARGET_SQLITE_MANY if sqlite else None,
-        )
-        line(
-            f"{store} `feed_many` within {TARGET_X_FLOOR:g}x of the bare insert floor",
-            f"{x:.1f}x",
-            x <= TARGET_X_FLOOR if sqlite else None,
-        )
-        line(
-            f"{store} `feed` >= {TARGET_SQLITE_FEED:,} events/s",
-            f"{one:,.0f}",
-            one >= TARGET_SQLITE_FEED if sqlite else None,
-        )
-        filled = rate.get((store, FILLED))
-        if filled is not None:
-            line(
-                f"{store} `feed` >= {TARGET_SQLITE_FEED:,} events/s, on the filled store",
-                f"{filled:,.0f}",
-                filled >= TARGET_SQLITE_FEED if sqlite else None,
+    for m in rows:
+        if m.store == "SQLite" and m.stream == "scattered" and m.variant == "feed_many":
+            met = "met" if m.ratio <= TARGET_X_FLOOR else "**not met**"
+            out.append(
+                f"| SQLite `feed_many` on the scattered stream within {TARGET_X_FLOOR:g}x "
+                f"of the log-plus-state floor | {m.ratio:.1f}x | {met} |"
             )
     return out
 
@@ -340,27 +640,39 @@ def main() -> None:
         "--events",
         type=int,
         default=200_000,
-        help="events for memory, feed_many and the floor (default 200,000)",
+        help="events for feed_many, a stream (default 200,000)",
     )
     ap.add_argument(
         "--feed-events",
         type=int,
-        default=20_000,
-        help="events for feed, one transaction each (default 20,000)",
+        default=10_000,
+        help="events for feed, one transaction each, a stream (default 10,000)",
     )
     ap.add_argument(
         "--filled-events",
         type=int,
         default=5_000,
-        help="events then fed one by one to the store feed_many filled",
-    )
-    ap.add_argument(
-        "--repeat",
-        type=int,
-        default=2,
-        help="runs of the batch floor and feed_many, the best kept (default 2)",
+        help="events then fed one by one to the store feed_many filled (default 5,000)",
     )
     ap.add_argument("--batch", type=int, default=1_000, help="events a transaction")
+    ap.add_argument(
+        "--pair-events",
+        type=int,
+        default=10_000,
+        help="events in a floor/store pair of feed_many (default 10,000)",
+    )
+    ap.add_argument(
+        "--concurrent",
+        type=int,
+        default=60,
+        help="simulator streams interleaved in the scattered stream (default 60: "
+        "about 700 distinct resources a batch of 1,000)",
+    )
+    ap.add_argument(
+        "--streams",
+        default="scattered,clustered",
+        help="which streams, comma-separated (default scattered,clustered)",
+    )
     ap.add_argument(
         "--postgres",
         metavar="URL",
@@ -382,52 +694,79 @@ def main() -> None:
         "--profile",
         default=None,
         choices=["sqlite-feed", "sqlite-feed_many", "pg-feed", "pg-feed_many"],
-        help="profile one variant with cProfile instead of the table",
+        help="profile one store variant with cProfile instead of the table",
+    )
+    ap.add_argument(
+        "--profile-stream",
+        default="scattered",
+        choices=["scattered", "clustered"],
+        help="the stream --profile feeds (default scattered)",
     )
     ap.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     args = ap.parse_args()
+    names = [n.strip() for n in args.streams.split(",") if n.strip()]
+    if args.profile:
+        names = [args.profile_stream]
+    if unknown := set(names) - {"scattered", "clustered"}:
+        raise SystemExit(f"unknown streams: {', '.join(sorted(unknown))}")
     feed_n = min(args.feed_events, args.events)
+    total = args.events + args.filled_events
 
     started = time.perf_counter()
-    payloads = make_stream(args.events + args.filled_events)
-    size = sum(map(len, payloads)) / len(payloads)
-    reference = Engine()
-    results = [reference.feed(p) for p in payloads]
-    expected = [r.outcome for r in results]
-    rows = [_event_row(r) for r in results[: args.events]]
-    del results, reference
+    streams = []
+    for name in names:
+        payloads = (
+            scattered_stream(total, args.concurrent) if name == "scattered" else make_stream(total)
+        )
+        streams.append(Stream.of(name, payloads[:total], args.batch))
 
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        stores = [Store("SQLite", folder=Path(folder))]
+        targets = [Target("SQLite", folder=Path(folder))]
         if args.postgres:
-            stores.append(Store("PostgreSQL", url=bench_database(args.postgres, args.pg_database)))
+            url = bench_database(args.postgres, args.pg_database)
+            targets.append(Target("PostgreSQL", url=url))
         if args.profile:
             kind, _, variant = args.profile.partition("-")
-            chosen = [s for s in stores if s.name == {"pg": "PostgreSQL"}.get(kind, "SQLite")]
+            chosen = [t for t in targets if t.postgres == (kind == "pg")]
             if not chosen:
                 raise SystemExit("--profile pg-... needs --postgres URL")
             n = args.events if variant == "feed_many" else feed_n
-            profile(chosen[0], variant, payloads[:n], args.batch, args.top)
+            print(f"profile: {chosen[0].name} {variant}, {n:,} events of the {names[0]} stream")
+            profile(chosen[0], streams[0], variant, n, args.batch, args.top)
             return
 
-        print(
-            f"stream: {args.events:,} + {args.filled_events:,} events, {size:.0f} bytes "
-            "each on average; "
-            f"Python {platform.python_version()}, {os.cpu_count()} cores"
-        )
-        for store in stores:
-            print(f"{store.name}: {store.settings()}")
+        print(f"Python {platform.python_version()}, {os.cpu_count()} cores")
+        for s in streams:
+            size = statistics.fmean(map(len, s.payloads))
+            print(
+                f"{s.name} stream: {len(s.payloads):,} events, {size:.0f} bytes each on "
+                f"average, {s.distinct:.0f} distinct resources a batch of {args.batch:,} "
+                "on average"
+                + (f" ({args.concurrent} simulator streams)" if s.name == "scattered" else "")
+            )
+        for target in targets:
+            print(f"{target.name}: {target.settings()}")
         if not args.postgres:
             print("PostgreSQL: skipped (no --postgres URL)")
-        first = payloads[: args.events]
-        t_memory, _ = best(engine, first, max(args.repeat, 1))
-        measured = [Row("memory", "`Engine().feed(bytes)`", len(first), t_memory)]
-        for store in stores:
-            measured += measure(
-                store, payloads, args.events, feed_n, args.batch, rows, expected, args.repeat
-            )
+        measured: list[Measured] = []
+        for target in targets:
+            for s in streams:
+                for m in measure(
+                    target, s, args.events, args.filled_events, feed_n, args.batch, args.pair_events
+                ):
+                    measured.append(m)
+                    print(
+                        f"  {m.store} {m.stream} {m.variant}: {m.events / m.store_seconds:,.0f}/s, "
+                        f"{m.ratio:.1f}x floor",
+                        flush=True,
+                    )
+        trips = round_trips(targets[-1], streams[0], args.batch) if args.postgres else []
+
     print()
-    print("\n".join(table(measured, args.batch)))
+    print("\n".join(table(measured)))
+    if trips:
+        print()
+        print("\n".join(trips_table(trips)))
     print()
     print("\n".join(verdicts(measured)))
     print(f"\n(whole run: {time.perf_counter() - started:.0f} s)")
