@@ -1,13 +1,19 @@
-"""How fast `lifecycle serve` takes signed webhooks over loopback, beside in-process `feed`.
+"""How fast `lifecycle serve` takes signed webhooks over loopback, beside an HTTP floor.
 
-Run: python bench/http.py [--seconds 10] [--rate 500] [--connections 32]
+Run: python bench/http.py [--seconds 10] [--pairs 3] [--rate 500] [--connections 32]
 
 One run measures, on the same generated stream (signed with a key made for the run):
 
 1. the baseline: in-process ``Engine.open(sqlite).feed(body)`` and RSA verification of the
    same bodies, single-threaded;
-2. throughput: wrk (Debian's ``wrk``; ``apt-get install wrk``) from a second process,
-   ``--connections`` keep-alive connections as fast as they go, for ``--seconds``;
+2. throughput against the floor: wrk (Debian's ``wrk``; ``apt-get install wrk``) from a
+   second process, ``--connections`` keep-alive connections as fast as they go, for
+   ``--seconds``, at two servers started side by side: ``lifecycle serve`` and the floor,
+   a bare Starlette endpoint on the same uvicorn settings that reads the body, verifies
+   its signature as the receiver does (``videosdk-signature``, RSA-SHA256, PKCS#1 v1.5)
+   and answers 200, with no engine. The two are driven in ``--pairs`` back-to-back pairs
+   of wrk runs, the order alternating; the ratio reported is the median of the pairs'
+   (served / floor), so that it holds on a noisy machine;
 3. latency at a fixed rate: an open-loop asyncio client sending ``--rate`` webhooks a
    second; each latency counts from when the request was due, so a stalled server is
    not hidden (no coordinated omission).
@@ -27,6 +33,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import argparse
 import asyncio
 import base64
+import binascii
 import os
 import re
 import shutil
@@ -38,12 +45,20 @@ import time
 
 import httpx
 import orjson
+import uvicorn
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from lifecycle import Engine
 from lifecycle._simulate import stream
 
+SIGNATURE_HEADER = "videosdk-signature"
+TARGET_X_FLOOR = 0.4  # lifecycle serve's webhooks/s, at least this share of the floor's
 WRK_SCRIPT = """
 local requests, i = {}, 0
 function init(args)
@@ -98,32 +113,34 @@ def free_port() -> int:
 
 
 class Server:
-    """`lifecycle serve` on a fresh SQLite file, as a separate process."""
+    """A server as a separate process: `lifecycle serve` on a fresh SQLite file, or the floor."""
 
-    def __init__(self, folder: Path, pem: bytes, name: str, *options: str) -> None:
+    def __init__(self, folder: Path, pem: bytes, name: str, *options: str, floor: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         (folder / "public.pem").write_bytes(pem)
-        self.proc = subprocess.Popen(
-            [
+        common = ["--port", str(self.port), "--public-key", str(folder / "public.pem")]
+        command = (
+            [sys.executable, __file__, "--serve-floor", *common]
+            if floor
+            else [
                 sys.executable,
                 "-m",
                 "lifecycle",
                 "serve",
                 "--db",
                 str(folder / f"{name}.db"),
-                "--port",
-                str(self.port),
-                "--public-key",
-                str(folder / "public.pem"),
+                *common,
                 "--log-level",
                 "warning",
                 *options,
-            ],
-            stderr=subprocess.DEVNULL,
+            ]
         )
+        self.proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited ({self.proc.returncode}): {command}")
             try:
                 httpx.get(f"{self.url}/healthz").raise_for_status()
                 return
@@ -139,21 +156,71 @@ class Server:
         self.proc.wait(30)
 
 
-def throughput(
-    url: str,
-    bodies: list[bytes],
-    signatures: list[str],
-    folder: Path,
-    seconds: int,
-    connections: int,
-) -> float:
-    """Webhooks a second that wrk gets answered 200 (no non-2xx allowed)."""
+def floor_app(pem: bytes) -> Starlette:
+    """The HTTP floor: read the body, verify its signature as the receiver does, answer 200.
+
+    No engine and no store; ``/healthz`` tells how many webhooks it accepted.
+    """
+    key = serialization.load_pem_public_key(pem)
+    assert isinstance(key, rsa.RSAPublicKey)
+    accepted = 0
+
+    async def webhook(request: Request) -> Response:
+        nonlocal accepted
+        body = await request.body()
+        try:
+            key.verify(
+                base64.b64decode(request.headers.get(SIGNATURE_HEADER, ""), validate=True),
+                body,
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+        except (binascii.Error, ValueError, InvalidSignature):
+            return Response(status_code=401)
+        accepted += 1
+        return Response(status_code=200)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"events": accepted})
+
+    return Starlette(
+        routes=[
+            Route("/webhooks", webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+
+
+def serve_floor(port: int, public_key: Path) -> None:
+    """Serve the floor with the uvicorn settings of `lifecycle serve`."""
+    uvicorn.Server(
+        uvicorn.Config(
+            floor_app(public_key.read_bytes()),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=30,
+            lifespan="on",
+        )
+    ).run()
+
+
+def wrk_files(folder: Path, bodies: list[bytes], signatures: list[str]) -> tuple[Path, Path]:
+    """wrk's request script and the signed requests it cycles through."""
     data = folder / "requests.tsv"
     data.write_bytes(
         b"".join(s.encode() + b"\t" + b + b"\n" for s, b in zip(signatures, bodies, strict=True))
     )
     script = folder / "post.lua"
     script.write_text(WRK_SCRIPT)
+    return script, data
+
+
+def throughput(url: str, files: tuple[Path, Path], seconds: int, connections: int) -> float:
+    """Webhooks a second that wrk gets answered 200 (no non-2xx allowed)."""
+    script, data = files
     run = subprocess.run(
         [
             "wrk",
@@ -174,6 +241,29 @@ def throughput(
     if "Non-2xx" in run.stdout or "errors" in run.stdout.lower():
         raise RuntimeError(f"wrk saw failures:\n{run.stdout}{run.stderr}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", run.stdout).group(1))  # type: ignore[union-attr]
+
+
+def paired(
+    served: Server,
+    floor: Server,
+    files: tuple[Path, Path],
+    seconds: int,
+    connections: int,
+    pairs: int,
+) -> list[tuple[float, float]]:
+    """(served, floor) webhooks/s of each pair of wrk runs, back to back, order alternating."""
+    out = []
+    for i in range(pairs):
+        rates = {}
+        for server in (served, floor) if i % 2 == 0 else (floor, served):
+            rates[server.url] = throughput(server.url, files, seconds, connections)
+        out.append((rates[served.url], rates[floor.url]))
+        print(
+            f"  pair {i + 1}: served {out[-1][0]:,.0f}/s, floor {out[-1][1]:,.0f}/s, "
+            f"{out[-1][0] / out[-1][1]:.2f}",
+            file=sys.stderr,
+        )
+    return out
 
 
 async def fixed_rate(
@@ -221,27 +311,42 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=10, help="of each wrk run")
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="pairs of wrk runs, served and floor (default 3)"
+    )
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument(
         "--redelivery-window", metavar="SECONDS", help="run the servers with this redelivery window"
     )
+    parser.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--public-key", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_floor:  # the floor's own process, started by Server
+        serve_floor(args.port, args.public_key)
+        return
     if shutil.which("wrk") is None:
         sys.exit("bench/http.py needs wrk: apt-get install wrk")
     folder = Path(tempfile.mkdtemp(prefix="lifecycle-http-bench-"))
     print(f"signing {args.events} webhooks ...", file=sys.stderr)
     bodies, signatures, pem = signed_bodies(args.events)
     base = baseline(bodies, signatures, pem, folder)
+    files = wrk_files(folder, bodies, signatures)
 
     options = (
         [] if args.redelivery_window is None else ["--redelivery-window", args.redelivery_window]
     )
     server = Server(folder, pem, "throughput", *options)
     try:
-        rate = throughput(server.url, bodies, signatures, folder, args.seconds, args.connections)
+        floor = Server(folder, pem, "floor", floor=True)
+        try:
+            rates = paired(server, floor, files, args.seconds, args.connections, args.pairs)
+            accepted = floor.events()
+        finally:
+            floor.stop()
         stored = server.events()
     finally:
         server.stop()
@@ -252,12 +357,30 @@ def main() -> None:
     finally:
         server.stop()
 
+    ratios = [served / bare for served, bare in rates]
+    ratio = statistics.median(ratios)
+    served_median = statistics.median(r[0] for r in rates)
     p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
     print(
         f"\n{os.cpu_count()} cores; SQLite WAL, synchronous=NORMAL; "
         f"{len(bodies)} distinct signed bodies, cycled; redelivery window: "
         f"{args.redelivery_window or 'off'}\n"
     )
+    runs = " | ".join(f"pair {i + 1}" for i in range(len(rates)))
+    print(f"| wrk, {args.connections} connections, {args.seconds} s a run | {runs} | median |")
+    print("|---|" + "---|" * (len(rates) + 1))
+    print(
+        "| floor: Starlette, RSA verify, 200 | "
+        + " | ".join(f"{bare:,.0f}/s" for _, bare in rates)
+        + f" | {statistics.median(r[1] for r in rates):,.0f}/s |"
+    )
+    print(
+        "| `lifecycle serve`, SQLite | "
+        + " | ".join(f"{served:,.0f}/s" for served, _ in rates)
+        + f" | {served_median:,.0f}/s |"
+    )
+    print("| served ÷ floor | " + " | ".join(f"{x:.2f}" for x in ratios) + f" | {ratio:.2f} |")
+    print()
     print("| measure | value | ratio |")
     print("|---|---|---|")
     print(f"| in-process `feed` (baseline) | {base['feed']:,.0f}/s | 1.00 |")
@@ -265,13 +388,22 @@ def main() -> None:
         f"| in-process RSA verify | {base['verify']:,.0f}/s | {base['verify'] / base['feed']:.2f} |"
     )
     print(
-        f"| served, wrk {args.connections} connections, {args.seconds} s | {rate:,.0f}/s | "
-        f"{rate / base['feed']:.2f} |"
+        f"| served, wrk {args.connections} connections, {args.seconds} s (median) | "
+        f"{served_median:,.0f}/s | {served_median / base['feed']:.2f} |"
     )
-    print(f"| events the server stored in that run | {stored:,} | |")
+    print(f"| events the server stored in those runs | {stored:,} | |")
+    print(f"| webhooks the floor accepted in those runs | {accepted:,} | |")
     print(f"| served at {args.rate:,.0f}/s: p50 latency | {p50:.2f} ms | |")
     print(f"| served at {args.rate:,.0f}/s: p99 latency | {p99:.2f} ms | |")
     print(f"| the same, inside the server (histogram bucket) | ≤ {inside * 1000:g} ms | |")
+    print()
+    print("| target | measured | |")
+    print("|---|---|---|")
+    met = "met" if ratio >= TARGET_X_FLOOR else "**not met**"
+    print(
+        f"| `lifecycle serve` on SQLite at least {TARGET_X_FLOOR:g}x the floor's signed "
+        f"webhooks/s | {ratio:.2f}x (median of {len(ratios)} pairs) | {met} |"
+    )
     shutil.rmtree(folder, ignore_errors=True)
 
 
