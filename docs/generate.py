@@ -25,7 +25,7 @@ from typing import get_type_hints
 import attrs
 
 from lifecycle import LIFECYCLES, WEBHOOK_TYPES, Lifecycle
-from lifecycle._openapi import openapi
+from lifecycle.server._openapi import openapi
 
 BEGIN = "<!-- generated: begin -->"
 END = "<!-- generated: end -->"

@@ -674,7 +674,7 @@ def serve_command(
 ) -> None:
     """Receive webhooks over HTTP into the database, and answer queries."""
     try:
-        from ._http import ServerConfig, serve
+        from .server import ServerConfig, serve
     except ImportError as e:
         raise CliError(
             "lifecycle serve needs the server extra: pip install 'videosdk-lifecycle[server]'"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._lifecycles import LIFECYCLES, Outcome
-from ._version import __version__
+from .._lifecycles import LIFECYCLES, Outcome
+from .._version import __version__
 
 __all__ = ["openapi"]
 

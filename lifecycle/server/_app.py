@@ -1,0 +1,342 @@
+"""The routes of ``lifecycle serve``, and the one table that turns exceptions into answers.
+
+Handlers answer only success: every error is raised, and :meth:`Api.exception_handlers`
+(Starlette's ``exception_handlers``) turns it into ``{"error": message}`` with its status,
+counts refused webhooks and logs what an operator must see.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlencode
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ExceptionHandler
+
+from .._convert import _dumps
+from .._engine import Engine
+from .._json import result_json, status_json
+from .._lifecycles import LIFECYCLES
+from .._records import ResourceStatus
+from ..errors import InvalidArgument, StoreUnavailable
+from ._config import ServerConfig, check
+from ._feeder import Engines, open_engines
+from ._metrics import AccessLog, Metrics
+from ._openapi import openapi
+from ._signature import SIGNATURE_HEADER, signature_problem
+
+__all__ = ["Api", "WebhookRefused", "create_app"]
+
+log = logging.getLogger("lifecycle.http")
+
+WEBHOOKS = "/webhooks"
+MAX_PAGE = 1000
+_MAX_INT = 2**63 - 1  # what a database integer holds
+_RETRY_AFTER = {"Retry-After": "5"}
+_BEARER = {"WWW-Authenticate": 'Bearer realm="lifecycle"'}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class WebhookRefused(HTTPException):
+    """A webhook answered without being fed; ``reason`` labels the refusal counter."""
+
+    def __init__(self, status_code: int, detail: str, reason: str) -> None:
+        super().__init__(status_code, detail)
+        self.reason = reason
+
+
+def _json(value: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(_dumps(value), status, headers, media_type="application/json")
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return _json({"error": message}, status, headers)
+
+
+def _route_path(request: Request) -> str | None:
+    """The template of the route that matched ``request`` (``/resources/{lifecycle}...``)."""
+    return getattr(request.scope.get("route"), "path", None)
+
+
+def _page_arg(request: Request, name: str, default: int, top: int = _MAX_INT) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be an integer, not {raw!r}") from None
+    if not 0 <= value <= top:
+        raise InvalidArgument(f"{name} must be between 0 and {top}")
+    return value
+
+
+def _next(request: Request, **changes: int) -> str:
+    query = {**request.query_params, **{k: str(v) for k, v in changes.items()}}
+    return f"{request.url.path}?{urlencode(query)}"
+
+
+class Api:
+    """The endpoints and their error table, around the engines its lifespan opens."""
+
+    def __init__(self, config: ServerConfig, key: rsa.RSAPublicKey | None) -> None:
+        self.config = config
+        self.key = key
+        self.metrics = Metrics()
+        self._engines: Engines | None = None
+
+    @property
+    def engines(self) -> Engines:
+        if self._engines is None:
+            raise RuntimeError("the app has not started (its lifespan opens the engines)")
+        return self._engines
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Open the engines for as long as the app runs; on the way out, answer every
+        queued webhook before closing them."""
+        config = self.config
+        async with open_engines(config.db, config.redelivery_window, config.max_batch) as e:
+            self._engines = e
+            try:
+                yield
+            finally:
+                self._engines = None
+
+    def routes(self) -> list[Route]:
+        """Every route; the read endpoints behind the bearer token."""
+        read = self._behind_token
+        return [
+            Route(WEBHOOKS, self.webhook, methods=["POST"]),
+            Route("/resources", read(self.resources), methods=["GET"]),
+            Route("/resources/{lifecycle}/{key:path}", read(self.resource), methods=["GET"]),
+            Route("/anomalies", read(self.anomalies), methods=["GET"]),
+            Route("/sessions/{session_id}", read(self.session), methods=["GET"]),
+            Route("/metrics", read(self.metrics_text), methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/openapi.json", self.openapi_json, methods=["GET"]),
+        ]
+
+    # -- errors: the one place where an exception becomes an answer ---------------------
+
+    def exception_handlers(self) -> dict[Any, ExceptionHandler]:
+        """Exception class -> its answer; Starlette picks the closest class of the raised one.
+
+        ====================================  ======  ===============================
+        raised                                status  also
+        ====================================  ======  ===============================
+        :class:`WebhookRefused`               401/413 counted by reason, logged
+        ``HTTPException`` (ours, Starlette's) its own its headers (``Allow``, ...)
+        :class:`InvalidArgument`              400
+        :class:`StoreUnavailable`             503     ``Retry-After: 5``, logged; a
+                                                      webhook is counted as refused
+        anything else                         500     logged by the ASGI server
+        ====================================  ======  ===============================
+        """
+        return {
+            WebhookRefused: self._webhook_refused,
+            HTTPException: self._http_error,
+            InvalidArgument: self._invalid_argument,
+            StoreUnavailable: self._store_unavailable,
+            Exception: self._internal_error,
+        }
+
+    async def _webhook_refused(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, WebhookRefused)
+        self.metrics.refused.labels(exc.reason).inc()
+        log.warning("webhook refused: %s", exc.detail)
+        return _error(exc.status_code, exc.detail)
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, exc.detail, exc.headers)
+
+    async def _invalid_argument(self, request: Request, exc: Exception) -> Response:
+        return _error(400, str(exc))
+
+    async def _store_unavailable(self, request: Request, exc: Exception) -> Response:
+        if _route_path(request) == WEBHOOKS:
+            log.error("store unavailable, webhook refused for a retry: %s", exc)
+            self.metrics.refused.labels("store_unavailable").inc()
+            return _error(503, "the store is unavailable; retry later", _RETRY_AFTER)
+        log.error("store unavailable: %s", exc)
+        return _error(503, "the store is unavailable", _RETRY_AFTER)
+
+    async def _internal_error(self, request: Request, exc: Exception) -> Response:
+        return _error(500, "internal server error")
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def webhook(self, request: Request) -> Response:
+        """Verify, store and classify one webhook; the outcome as JSON."""
+        body = await self._body(request)
+        if self.key is not None:
+            problem = signature_problem(self.key, request.headers.get(SIGNATURE_HEADER), body)
+            if problem is not None:
+                raise WebhookRefused(401, problem, "signature")
+        result = await self.engines.feed(body)
+        self.metrics.fed(result)
+        request.state.outcome = result.outcome.value
+        return _json(result_json(result))
+
+    async def _body(self, request: Request) -> bytes:
+        """The raw body; :class:`WebhookRefused` (413) beyond ``max_body``, read or announced."""
+        limit = self.config.max_body
+        too_large = WebhookRefused(413, f"the body is larger than {limit} bytes", "too_large")
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _behind_token(self, handler: Endpoint) -> Endpoint:
+        """``handler`` answered only with the bearer token, when one is configured."""
+        token = self.config.token
+        if not token:
+            return handler
+        expected = token.encode()
+
+        async def endpoint(request: Request) -> Response:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+                raise HTTPException(401, "a valid bearer token is required", _BEARER)
+            return await handler(request)
+
+        return endpoint
+
+    async def resources(self, request: Request) -> Response:
+        q = request.query_params
+        limit = _page_arg(request, "limit", 100, MAX_PAGE)
+        offset = _page_arg(request, "offset", 0)
+        found = await self.engines.read(
+            Engine.resources,
+            q.get("lifecycle"),
+            q.get("meetingId"),
+            q.get("sessionId"),
+            q.get("state"),
+            limit=limit,
+            offset=offset,
+        )
+        more = len(found) == limit > 0
+        return _json(
+            {
+                "items": [status_json(s, history=False) for s in found],
+                "next": _next(request, offset=offset + limit) if more else None,
+            }
+        )
+
+    async def resource(self, request: Request) -> Response:
+        name = request.path_params["lifecycle"]
+        if name not in LIFECYCLES:
+            raise InvalidArgument(f"unknown lifecycle {name!r}; known: {', '.join(LIFECYCLES)}")
+        key = tuple(request.path_params["key"].split("/"))
+        fields = LIFECYCLES[name].definition.key_fields
+        if len(key) != len(fields):
+            raise HTTPException(
+                404,
+                f"no such path: {name} is keyed by {'/'.join(fields)}, "
+                f"{len(fields)} values, not {len(key)}",
+            )
+        found = await self.engines.read(_status, name, key)
+        if found is None:
+            raise HTTPException(404, f"no {name} {'/'.join(key)}")
+        return _json(status_json(found))
+
+    async def anomalies(self, request: Request) -> Response:
+        q = request.query_params
+        limit = _page_arg(request, "limit", 100, MAX_PAGE)
+        found = await self.engines.read(
+            Engine.anomalies,
+            q.get("lifecycle"),
+            q.get("outcome"),
+            q.get("meetingId"),
+            q.get("sessionId"),
+            after=_page_arg(request, "after", 0),
+            limit=limit,
+        )
+        more = len(found) == limit > 0
+        return _json(
+            {
+                "items": [result_json(r) for r in found],
+                "next": _next(request, after=found[-1].seq) if more else None,
+            }
+        )
+
+    async def session(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        found = await self.engines.read(Engine.resources, session_id=session_id)
+        if not found:
+            raise HTTPException(404, f"no session {session_id}")
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for s in found:
+            grouped.setdefault(s.lifecycle, []).append(status_json(s, history=False))
+        session = grouped.pop("session", [None])[0]
+        meeting = session["key"]["meetingId"] if session else found[0].data.get("meetingId")
+        return _json(
+            {
+                "sessionId": session_id,
+                "meetingId": meeting,
+                "session": session,
+                "resources": grouped,
+            }
+        )
+
+    async def metrics_text(self, request: Request) -> Response:
+        self.metrics.set_resources(await self.engines.read(Engine.state_counts))
+        return Response(self.metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(self, request: Request) -> Response:
+        """Whether the store answers: a health document, 503 included, never an error."""
+        try:
+            seq = await self.engines.read(_events_fed)
+        except StoreUnavailable:
+            return _json({"status": "unavailable"}, 503)
+        return _json({"status": "ok", "events": seq})
+
+    async def openapi_json(self, request: Request) -> Response:
+        return _json(openapi())
+
+
+def _events_fed(engine: Engine) -> int:
+    return engine.events_fed
+
+
+def _status(engine: Engine, name: str, key: tuple[str, ...]) -> ResourceStatus | None:
+    return engine.status(name, *key)
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """The ASGI app of ``lifecycle serve``; its lifespan opens and closes the engines.
+
+    Raises :class:`~lifecycle.errors.ConfigError` for settings that cannot work (see
+    :class:`ServerConfig`), before anything is opened.
+
+    .. versionadded:: 0.1
+    .. versionchanged:: 0.2 returns the Starlette app itself.
+    """
+    api = Api(config, check(config))
+    return Starlette(
+        routes=api.routes(),
+        middleware=[Middleware(AccessLog, metrics=api.metrics)],
+        exception_handlers=api.exception_handlers(),
+        lifespan=api.lifespan,
+    )

@@ -1,0 +1,70 @@
+"""The settings of ``lifecycle serve``, and the check that refuses those that cannot work."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import attrs
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..errors import ConfigError
+from ._signature import load_public_key
+
+__all__ = ["ServerConfig", "check"]
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    """How ``lifecycle serve`` runs (see docs/http.md).
+
+    .. versionadded:: 0.1
+    """
+
+    db: str = "lifecycle.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_key: bytes | None = attrs.field(default=None, repr=False)  # PEM
+    insecure_no_signature: bool = False
+    token: str | None = attrs.field(default=None, repr=False)
+    public_read: bool = False
+    max_body: int = 64 * 1024
+    redelivery_window: float | None = None
+    log_level: str = "info"
+    max_batch: int = 256
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check(config: ServerConfig) -> rsa.RSAPublicKey | None:
+    """The key that verifies webhooks (None when they are not verified).
+
+    Raises :class:`ConfigError` for settings that cannot work or would expose the server:
+    no key and no ``insecure_no_signature``, both at once, a key that is not an RSA PEM,
+    reads open to other hosts without a token or ``public_read``, a ``max_body`` under
+    one byte, a redelivery window that is not a positive number of seconds.
+    """
+    if config.public_key is None and not config.insecure_no_signature:
+        raise ConfigError(
+            "no public key to verify webhook signatures: give --public-key FILE "
+            "(or LIFECYCLE_PUBLIC_KEY), or --insecure-no-signature to accept "
+            "unsigned webhooks"
+        )
+    if config.public_key is not None and config.insecure_no_signature:
+        raise ConfigError("--public-key and --insecure-no-signature contradict each other")
+    if not config.token and not config.public_read and not _is_loopback(config.host):
+        raise ConfigError(
+            f"refusing to serve status on {config.host} without a token: give "
+            "--token (or LIFECYCLE_TOKEN), or --public-read to allow anyone"
+        )
+    if config.max_body < 1:
+        raise ConfigError("--max-body must be at least 1 byte")
+    if config.redelivery_window is not None and not config.redelivery_window > 0:
+        raise ConfigError("--redelivery-window must be a positive number of seconds")
+    return None if config.public_key is None else load_public_key(config.public_key)

@@ -1,0 +1,105 @@
+"""What the server measures: Prometheus metrics, and one log line per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import prometheus_client as prom
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._lifecycles import LIFECYCLES, WEBHOOK_TYPES
+from .._records import FeedResult
+
+__all__ = ["AccessLog", "Metrics"]
+
+log = logging.getLogger("lifecycle.http")
+
+
+class Metrics:
+    """The server's metrics, in a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = prom.CollectorRegistry()
+        self.webhooks = prom.Counter(
+            "lifecycle_webhooks",
+            "Webhooks fed, by type and outcome.",
+            ["webhook_type", "outcome"],
+            registry=self.registry,
+        )
+        self.refused = prom.Counter(
+            "lifecycle_webhooks_refused",
+            "Webhooks answered without being fed, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.resources = prom.Gauge(
+            "lifecycle_resources",
+            "Tracked resources, by lifecycle and state.",
+            ["lifecycle", "state"],
+            registry=self.registry,
+        )
+        self.latency = prom.Histogram(
+            "lifecycle_request_duration_seconds",
+            "Time to answer a request, by route.",
+            ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        for name, lc in LIFECYCLES.items():  # every series exists from the start
+            for state in lc.states:
+                self.resources.labels(name, state)
+
+    def fed(self, result: FeedResult) -> None:
+        """Count one fed webhook (``other`` for a type that is not known)."""
+        known = result.webhook_type in WEBHOOK_TYPES
+        self.webhooks.labels(result.webhook_type if known else "other", result.outcome.value).inc()
+
+    def set_resources(self, counts: dict[str, dict[str, int]]) -> None:
+        """Set the resource gauges from ``Engine.state_counts()`` (absent states are 0)."""
+        for name, lc in LIFECYCLES.items():
+            for state in lc.states:
+                self.resources.labels(name, state).set(counts.get(name, {}).get(state, 0))
+
+    def text(self) -> bytes:
+        """The metrics in the Prometheus text format."""
+        return prom.generate_latest(self.registry)
+
+
+class AccessLog:
+    """ASGI middleware: one structured log line and one latency sample per request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - start
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.latency.labels(scope["method"], path, str(status)).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                extra = {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                }
+                outcome = scope.get("state", {}).get("outcome")
+                if outcome is not None:
+                    extra["outcome"] = outcome
+                log.info("request", extra={"fields": extra})

@@ -1,0 +1,104 @@
+"""``lifecycle serve``: the app under uvicorn, logging JSON lines."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from typing import Any
+
+import orjson
+import uvicorn
+
+from .._engine import Engine
+from ..stores._sql import redact
+from ._app import create_app
+from ._config import ServerConfig
+
+__all__ = ["JsonFormatter", "serve"]
+
+log = logging.getLogger("lifecycle.http")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line: time, level, logger, message and its fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(line).decode()
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": handler},
+        "loggers": {
+            name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+            for name in ("lifecycle", "uvicorn", "uvicorn.error")
+        },
+    }
+
+
+def _warn_about_exposure(config: ServerConfig) -> None:
+    if config.public_key is None:
+        log.warning(
+            "SIGNATURES ARE NOT VERIFIED (--insecure-no-signature): anyone who can "
+            "reach this port can feed events"
+        )
+    if not config.token:
+        log.warning(
+            "status endpoints need no token"
+            + (
+                " and are open to every host (--public-read)"
+                if config.public_read
+                else " (bound to a loopback address)"
+            )
+        )
+
+
+def serve(config: ServerConfig) -> None:
+    """Run the server until SIGINT or SIGTERM; in-flight requests are finished first.
+
+    Raises :class:`ConfigError` for settings that cannot work and
+    :class:`StoreUnavailable` when the database cannot be opened, before binding.
+
+    .. versionadded:: 0.1
+    """
+    app = create_app(config)
+    Engine.open(config.db).close()  # a bad database URL fails here, not at the first request
+    logging.config.dictConfig(_log_config(config.log_level))
+    _warn_about_exposure(config)
+    log.info(
+        "serving",
+        extra={
+            "fields": {
+                "url": f"http://{config.host}:{config.port}",
+                "db": redact(config.db),
+                "signatures": "not verified" if config.public_key is None else "verified",
+                "read_token": bool(config.token),
+                "redelivery_window": config.redelivery_window,
+            }
+        },
+    )
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            log_level=config.log_level,
+            timeout_graceful_shutdown=30,
+            lifespan="on",
+        )
+    ).run()
