@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from lifecycle import LIFECYCLES, WEBHOOK_TYPES, InvalidEvent, dump_event, parse_event
@@ -50,13 +51,50 @@ def test_session_events_start_with_the_session(stream: list[dict[str, Any]]) -> 
     assert session in (["session-started"], ["session-started", "session-ended"])
 
 
+def in_order(out: list[int], original: list[int]) -> bool:
+    """Whether the first copy of each event of ``out`` comes in the original order."""
+    firsts = list(dict.fromkeys(out))
+    return firsts == [e for e in original if e in firsts]
+
+
+FAULTS: dict[str, Callable[[list[int], list[int]], bool]] = {
+    "lost": lambda out, original: set(out) < set(original),
+    "redelivered": lambda out, original: len(out) > len(set(out)),
+    "reordered": lambda out, original: not in_order(out, original),
+}
+
+
 @given(st.data())
 def test_perturbed_only_reorders_repeats_and_drops(data: st.DataObject) -> None:
-    """A perturbed stream holds only events of the original stream."""
+    """A perturbed stream holds events of the original only, never loses it all, and has
+    only the faults asked for: without drop every event comes at least once, without
+    duplicate at most once, without shuffle in the original order."""
     original = data.draw(st.lists(st.integers(0, 9), unique=True, max_size=8))
-    out = data.draw(vs.perturbed(st.just(original)))
-    assert set(out) <= set(original)
-    assert all(n >= 1 for n in Counter(out).values())
+    asked = data.draw(
+        st.fixed_dictionaries(dict.fromkeys(["shuffle", "duplicate", "drop"], st.booleans()))
+    )
+    out = data.draw(vs.perturbed(st.just(original), **asked))
+    counts = Counter(out)
+    assert set(counts) <= set(original)
+    assert bool(original) == bool(out)
+    if not asked["drop"]:
+        assert set(original) == set(counts)
+    if not asked["duplicate"]:
+        assert len(counts) == len(out)
+    if not asked["shuffle"]:
+        assert in_order(out, original)
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_perturbed_streams_have_each_fault(fault: str) -> None:
+    """Each fault of perturbed() happens: some event lost, some redelivered, the order changed."""
+    original = list(range(8))
+    found = find(
+        vs.perturbed(st.just(original)),
+        lambda out: FAULTS[fault](out, original),
+        settings=settings(database=None, max_examples=500),
+    )
+    assert FAULTS[fault](found, original)
 
 
 @given(vs.garbage())
