@@ -275,9 +275,19 @@ def test_fail_on_anomaly_sets_status_1(tmp_path: Path, anomalous: bool) -> None:
     """--fail-on-anomaly exits 1 exactly when the run found an anomaly."""
     path = tmp_path / "w.jsonl"
     lines = json_lines(EXAMPLES_FILE) if anomalous else [HLS_START]
+    assert anomalous == bool(fed(lines).anomalies())  # the input is what the case says
     path.write_bytes(b"\n".join(lines))
     result = lifecycle("replay", "--fail-on-anomaly", path, cwd=tmp_path)
-    assert (1 if fed(lines).anomalies() else 0) == result.returncode
+    assert (1 if anomalous else 0) == result.returncode
+
+
+def test_fail_on_anomaly_looks_at_this_run_only(tmp_path: Path) -> None:
+    """A clean run exits 0 with --fail-on-anomaly though earlier runs stored anomalies."""
+    earlier, clean = tmp_path / "earlier.jsonl", tmp_path / "clean.jsonl"
+    earlier.write_bytes(b"not json\n")
+    clean.write_bytes(HLS_START)
+    assert 1 == lifecycle("replay", "--fail-on-anomaly", earlier, cwd=tmp_path).returncode
+    assert 0 == lifecycle("replay", "--fail-on-anomaly", clean, cwd=tmp_path).returncode
 
 
 def test_default_database_is_lifecycle_db_in_the_current_folder(tmp_path: Path) -> None:
