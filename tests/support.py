@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import itertools
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_FILE = ROOT / "examples" / "videosdk-webhook-examples.jsonl"
@@ -83,3 +94,84 @@ class Clock:
         """Move the clock on; the new time."""
         self.now += seconds
         return self.now
+
+
+# -- signed webhooks and real servers ---------------------------------------------------
+
+
+@functools.cache
+def signing_key() -> rsa.RSAPrivateKey:
+    """The tests' stand-in for VideoSDK's signing key (one per test process)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def public_pem(key: rsa.RSAPrivateKey) -> bytes:
+    """The PEM of ``key``'s public half: what ``--public-key`` reads."""
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def sign(key: rsa.RSAPrivateKey, body: bytes) -> dict[str, str]:
+    """The videosdk-signature header of ``body``."""
+    signature = key.sign(body, padding.PKCS1v15(), hashes.SHA256())
+    return {"videosdk-signature": base64.b64encode(signature).decode()}
+
+
+_SERVERS = itertools.count()
+_RUNNING_ON = re.compile(r"Uvicorn running on http://[^\s]+:(\d+) ")
+
+
+class Server:
+    """A ``lifecycle serve`` process on a loopback port, ready once ``/healthz`` answers.
+
+    The port is the one the system gives the server (``--port 0``), read from its log:
+    no other process can take it between a choice and the bind.
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+    ) -> None:
+        self.log = tmp / f"server-{os.getpid()}-{next(_SERVERS)}.log"
+        self._log = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lifecycle", "serve", *args, "--port", "0"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
+            env={**os.environ, **(env or {})},
+        )
+        self.port = self._wait_until_ready(time.monotonic() + timeout)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _wait_until_ready(self, deadline: float) -> int:
+        port: int | None = None
+        while True:
+            if port is None:
+                found = _RUNNING_ON.search(self.log.read_text(errors="replace"))
+                port = int(found[1]) if found else None
+            try:
+                if port is not None and (
+                    200 == httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
+                ):
+                    return port
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
+                self._log.close()
+                raise RuntimeError(f"the server did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` unless it has ended, and wait for the end; its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(60)
+        self._log.close()
+        return code

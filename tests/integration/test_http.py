@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import random
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +16,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +25,16 @@ from lifecycle import Engine, Outcome
 from lifecycle import strategies as vs
 from lifecycle._simulate import stream
 
-from support import ROOT, load_examples, postgres_or_skip, reset_postgres
+from support import (
+    ROOT,
+    Server,
+    load_examples,
+    postgres_or_skip,
+    public_pem,
+    reset_postgres,
+    sign,
+    signing_key,
+)
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -37,68 +43,18 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
     """The test's own signing key pair (the provider's stand-in)."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def sign(key: rsa.RSAPrivateKey, body: bytes) -> dict[str, str]:
-    """The videosdk-signature header of ``body``."""
-    signature = key.sign(body, padding.PKCS1v15(), hashes.SHA256())
-    return {"videosdk-signature": base64.b64encode(signature).decode()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A `lifecycle serve` process on a loopback port."""
-
-    def __init__(self, tmp: Path, args: list[str], env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / f"server-{self.port}.log"
-        self._log = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lifecycle", "serve", "--port", str(self.port), *args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp,
-            env={**os.environ, **env},
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(30)
-        self._log.close()
-        return code
+    return signing_key()
 
 
 @pytest.fixture
-def public_pem(key: rsa.RSAPrivateKey, tmp_path: Path) -> Path:
+def public_pem_file(key: rsa.RSAPrivateKey, tmp_path: Path) -> Path:
     path = tmp_path / "videosdk-public.pem"
-    path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    path.write_bytes(public_pem(key))
     return path
 
 
 @pytest.fixture
-def start(tmp_path: Path, public_pem: Path) -> Iterator[Callable[..., Server]]:
+def start(tmp_path: Path, public_pem_file: Path) -> Iterator[Callable[..., Server]]:
     """Start servers (signed, with a token, on a SQLite file unless told); stop them after."""
     started: list[Server] = []
 
@@ -106,7 +62,7 @@ def start(tmp_path: Path, public_pem: Path) -> Iterator[Callable[..., Server]]:
         *args: str, db: str | None = None, signed: bool = True, env: dict[str, str] | None = None
     ) -> Server:
         base = ["--db", db or str(tmp_path / "lifecycle.db"), "--token", TOKEN]
-        base += ["--public-key", str(public_pem)] if signed else ["--insecure-no-signature"]
+        base += ["--public-key", str(public_pem_file)] if signed else ["--insecure-no-signature"]
         server = Server(tmp_path, [*base, *args], env or {})
         started.append(server)
         return server
@@ -558,14 +514,14 @@ def test_schemathesis_finds_no_failure(start: Callable[..., Server], tmp_path: P
     assert 0 == run.returncode, run.stdout[-4000:] + run.stderr[-2000:]
 
 
-def test_settings_that_cannot_work_are_refused(public_pem: Path) -> None:
+def test_settings_that_cannot_work_are_refused(public_pem_file: Path) -> None:
     """No key without --insecure-no-signature, both at once, a bad or non-RSA key, a public
     address without a token: each a ConfigError naming the problem, before anything runs."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from lifecycle.server import ConfigError, ServerConfig, create_app
 
-    pem = public_pem.read_bytes()
+    pem = public_pem_file.read_bytes()
     ec_pem = (
         ec.generate_private_key(ec.SECP256R1())
         .public_key()
@@ -607,12 +563,8 @@ def shared(
     """One signed server for the properties, and an in-memory engine fed what it was fed."""
     tmp = tmp_path_factory.mktemp("shared")
     pem = tmp / "public.pem"
-    pem.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    server = Server(tmp, ["--db", str(tmp / "lifecycle.db"), "--public-key", str(pem)], {})
+    pem.write_bytes(public_pem(key))
+    server = Server(tmp, ["--db", str(tmp / "lifecycle.db"), "--public-key", str(pem)])
     yield server, Engine()
     server.stop()
 
