@@ -23,6 +23,7 @@ from lifecycle import (
     LifecycleViolation,
     LogPruned,
     Outcome,
+    ResourceStatus,
     StoreUnavailable,
 )
 from lifecycle import strategies as vs
@@ -234,6 +235,30 @@ def test_the_log_answers_for_the_past(make: Callable[..., Engine]) -> None:
     assert "starting" == getattr(engine.status("hls", "m1", "s1"), "state", None)
     with pytest.raises(LogPruned, match="pruned"):
         engine.status("hls", "m1", "s1", at=2)
+
+
+@across
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_history_is_the_last_history_limit_events(make: Callable[..., Engine], limit: int) -> None:
+    """A status's history holds exactly its resource's last ``history_limit`` events,
+    in status, resources() and status(at=), however many other resources have events."""
+    engine = make(history_limit=limit, clock=Clock(tick=1.0))
+    other = {"meetingId": "m2", "sessionId": "s2"}
+    mine, theirs = [], []
+    for step in ("starting", "started", "stopping", "stopped", "started", "failed"):
+        mine.append(engine.feed({"webhookType": f"recording-{step}", "data": MEETING}).seq)
+        theirs.append(engine.feed({"webhookType": f"recording-{step}", "data": other}).seq)
+    once = engine.feed({"webhookType": "hls-starting", "data": MEETING}).seq
+
+    def seqs(status: ResourceStatus | None) -> list[int]:
+        assert status is not None
+        return [h.seq for h in status.history]
+
+    assert mine[-limit:] == seqs(engine.status("recording", "m1", "s1"))
+    assert [mine[-limit:], theirs[-limit:], [once]] == [
+        seqs(s) for s in engine.resources(lifecycle="recording") + engine.resources(lifecycle="hls")
+    ]
+    assert mine[:3][-limit:] == seqs(engine.status("recording", "m1", "s1", at=mine[2]))
 
 
 @pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
