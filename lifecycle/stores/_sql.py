@@ -492,8 +492,12 @@ class SqlStore(abc.ABC):
         """The digests of the payloads logged for these resources since ``since``."""
         return _recent(self._rows_of(conn, RECENT, wanted, RECENT_SINCE, [since]))
 
-    def _write(self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]) -> None:
-        """Append the batch's log rows and upsert the resources its results changed."""
+    def _write(
+        self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]
+    ) -> dict[ResourceRef, list[int]]:
+        """Append the batch's log rows and upsert the resources its results changed;
+        those resources, with the first and last seq of each in the batch."""
+        changed = batch.changed(results)
         self._many(
             conn,
             f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['?'] * 16)})",
@@ -506,9 +510,10 @@ class SqlStore(abc.ABC):
             conn,
             [
                 _resource_row(ref, batch.tables[ref[0]][ref[1]], first, last)
-                for ref, (first, last) in batch.changed(results).items()
+                for ref, (first, last) in changed.items()
             ],
         )
+        return changed
 
     def _upsert(self, conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert or update resource rows (``first_seq`` stays what it was)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from .._records import Resource, ResourceRef
@@ -20,6 +20,7 @@ from ._sql import LOAD, RECENT, RECENT_SINCE, Recent, SqlStore, _loaded, _recent
 
 try:
     import psycopg
+    from psycopg.pq import TransactionStatus
 except ImportError:  # pragma: no cover - an install without the extra
     psycopg = None  # type: ignore[assignment]
 
@@ -64,12 +65,23 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _begin(self, conn: Any, exclusive: bool, pipeline: bool) -> Iterator[None]:
-        if pipeline:
-            with conn.pipeline(), conn.transaction():
-                yield
-        else:
+        if not pipeline:
             with conn.transaction():
                 yield
+            return
+        # One pipeline on the autocommit connection, with BEGIN and COMMIT as statements:
+        # psycopg's transaction() inside a pipeline syncs on entering and leaving it (five
+        # waits for a batch instead of two).
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                yield
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                with suppress(psycopg.Error):  # when the connection is gone, so is the work
+                    conn.execute("ROLLBACK")
+            raise
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")

@@ -139,13 +139,16 @@ class SqliteStore(SqlStore):
                 cache[ref] = found.get(ref)
         return {ref: res for ref in wanted if (res := cache[ref]) is not None}
 
-    def _write(self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]) -> None:
-        super()._write(conn, batch, results)
+    def _write(
+        self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]
+    ) -> dict[ResourceRef, list[int]]:
+        changed = super()._write(conn, batch, results)
         if results:  # the last number used (a strict batch may stop early)
             self._top = results[-1].seq
         cache = self._cache
-        for ref in batch.changed(results):
+        for ref in changed:
             cache[ref] = batch.tables[ref[0]][ref[1]]
             cache.move_to_end(ref)
         while len(cache) > self.cache_size:
             cache.popitem(last=False)
+        return changed
