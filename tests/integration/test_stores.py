@@ -479,6 +479,79 @@ def test_history_is_the_last_history_limit_events(make: Callable[..., Engine], l
     assert mine[:3][-limit:] == seqs(engine.status("recording", "m1", "s1", at=mine[2]))
 
 
+@across
+@pytest.mark.parametrize("lifecycle", sorted(RECORDERS))
+def test_a_restart_with_a_new_id_survives_reopening(
+    make: Callable[..., Engine], store_url: str | None, lifecycle: str
+) -> None:
+    """A recorder restarted with a new id: the old cycle's late events and a repeat of its
+    start are out of order, the data starts afresh, before and after the store reopens."""
+    ids = RECORDERS[lifecycle]
+    key = tuple(ids.values())
+
+    def feed(step: str, cycle: str, **data: str) -> tuple[Outcome, str | None]:
+        r = engine.feed(
+            {"webhookType": f"{lifecycle}-{step}", "data": {**ids, "id": cycle, **data}}
+        )
+        return r.outcome, r.after
+
+    def reopened() -> Engine:
+        """The engine on the same store, closed and opened again (in memory: the same)."""
+        if store_url is None:
+            return engine
+        engine.close()
+        return make(clock=clock)
+
+    clock = Clock(tick=1.0)
+    engine = make(clock=clock)
+    applied, late = Outcome.APPLIED, Outcome.OUT_OF_ORDER
+    assert [
+        (applied, "starting"),
+        (applied, "started"),
+        (applied, "stopping"),
+        (applied, "stopped"),
+    ] == [
+        feed("starting", "a"),
+        feed("started", "a", note="first"),
+        feed("stopping", "a"),
+        feed("stopped", "a", url="a.mp4"),
+    ]
+    stopped_at = engine.events_fed
+    engine = reopened()
+    assert (late, "stopped") == feed("starting", "a")  # the finished cycle's start, again
+    assert (applied, "starting") == feed("starting", "b")  # a new cycle
+    engine = reopened()
+    old = [feed(step, "a") for step in ("started", "stopping", "stopped", "failed", "starting")]
+    assert [(late, "starting")] * 5 == old
+    assert (applied, "started") == feed("started", "b")
+    engine = reopened()
+    assert (late, "started") == feed("stopped", "a")
+    status = engine.status(lifecycle, *key)
+    assert status is not None
+    assert ("started", {**ids, "id": "b"}) == (status.state, dict(status.data))
+    then = engine.status(lifecycle, *key, at=stopped_at)
+    assert then is not None
+    assert ("stopped", {**ids, "id": "a", "note": "first", "url": "a.mp4"}) == (
+        then.state,
+        dict(then.data),
+    )
+    assert [] == engine.rebuild()
+    assert [
+        (applied, "stopping"),
+        (applied, "stopped"),
+        (late, "stopped"),
+        (applied, "starting"),
+    ] == [
+        feed("stopping", "b"),
+        feed("stopped", "b"),
+        feed("starting", "b"),
+        feed("starting", "c"),
+    ]
+    engine = reopened()
+    assert (late, "starting") == feed("started", "b")
+    assert [] == engine.rebuild()
+
+
 @pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
 def test_reopening_keeps_everything(make: Callable[..., Engine], store_url: str) -> None:
     """applied store closed and opened again has every event and state."""
