@@ -676,7 +676,7 @@ def test_serve_refuses_unsafe_or_broken_settings(
     tmp_path: Path, args: list[str], env: dict[str, str], words: list[str]
 ) -> None:
     """No signature key, an exposed host without a token, a bad key: error line, status 2."""
-    pytest.importorskip("lifecycle._http")
+    pytest.importorskip("lifecycle.server")
     assert_error(
         lifecycle("serve", "--db", "s.db", "--port", "1", *args, cwd=tmp_path, env=env), *words
     )
