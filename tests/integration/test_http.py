@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -274,6 +275,60 @@ def test_concurrent_shuffled_stream_ends_in_the_engines_states(
     )
 
 
+class HeldWebhook:
+    """A signed webhook the server has begun to read and waits to finish.
+
+    Its head goes out with ``Expect: 100-continue``; the server's ``100 Continue`` comes
+    back only once the request is in its handler, reading the body: from then on the
+    request is in flight on the server, and stays so until :meth:`finish` sends the body.
+    """
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        self.body = body
+        self.headers = headers
+        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def hold(self, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = [
+            "POST /webhooks HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            f"Content-Length: {len(self.body)}",
+            "Expect: 100-continue",
+            *(f"{name}: {value}" for name, value in self.headers.items()),
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        await writer.drain()
+        interim = await reader.readuntil(b"\r\n\r\n")
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        self._stream = reader, writer
+
+    async def finish(self) -> tuple[int, dict[str, Any]]:
+        """Send the body; the answer's status and JSON (a reset or a cut answer raises)."""
+        assert self._stream is not None
+        reader, writer = self._stream
+        writer.write(self.body)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length: *(\d+)", head)
+        assert length is not None, head
+        answer = json.loads(await reader.readexactly(int(length[1])))
+        writer.close()
+        return int(head.split(b" ", 2)[1]), answer
+
+
+async def until_refused(port: int) -> None:
+    """Return once the server accepts no new connection (it has begun to stop)."""
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except ConnectionRefusedError:
+                return
+            writer.close()
+            await asyncio.sleep(0.01)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
 def test_every_acknowledged_webhook_survives_a_stop(
     start: Callable[..., Server],
@@ -281,41 +336,58 @@ def test_every_acknowledged_webhook_survives_a_stop(
     tmp_path: Path,
     sig: int,
 ) -> None:
-    """Stopped (gracefully or killed) under load, then restarted: every webhook answered
-    200 is in the store; after a SIGTERM no request in flight is cut off."""
+    """Stopped under load once 50 webhooks were answered (gracefully or killed), then
+    restarted: every webhook answered 200 is in the store, and the store is consistent.
+    After a SIGTERM, every request in flight when it came is answered 200 and stored."""
     server = start()
-    bodies = lines(stream(30, seed=9))[:600]
+    signed = [(b, sign(key, b)) for b in lines(stream(30, seed=9))[:600]]  # CPU work, done first
+    held = [HeldWebhook(b, h) for b, h in signed[:8]] if sig == signal.SIGTERM else []
+    load = signed[len(held) :]
 
-    async def send_all() -> list[int]:
+    async def send_all() -> tuple[list[int], list[int], list[tuple[int, dict[str, Any]]]]:
         acked: list[int] = []
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        statuses: list[int] = []
+        enough = asyncio.Event()
+        gate = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
 
-            async def one(i: int, body: bytes) -> None:
-                await asyncio.sleep(i * 0.002)
-                try:
-                    answer = await client.post("/webhooks", content=body, headers=sign(key, body))
-                except httpx.TransportError:  # refused after the stop: never acknowledged
-                    return
+            async def one(body: bytes, headers: dict[str, str]) -> None:
+                async with gate:
+                    try:
+                        answer = await client.post("/webhooks", content=body, headers=headers)
+                    except httpx.TransportError:  # sent as it stopped: refused or never read
+                        return
+                statuses.append(answer.status_code)
                 if answer.status_code == 200:
                     acked.append(answer.json()["seq"])
+                    if len(acked) >= 50:
+                        enough.set()
 
-            async def stopper() -> None:
-                await asyncio.sleep(0.4)
-                server.proc.send_signal(sig)
+            await asyncio.gather(*(h.hold(server.port) for h in held))
+            sending = [asyncio.create_task(one(b, h)) for b, h in load]
+            async with asyncio.timeout(60):
+                await enough.wait()
+            server.proc.send_signal(sig)
+            finished = []
+            if held:
+                await until_refused(server.port)
+                finished = await asyncio.gather(*(h.finish() for h in held))
+            await asyncio.gather(*sending)
+        return acked, statuses, finished
 
-            await asyncio.gather(stopper(), *(one(i, b) for i, b in enumerate(bodies)))
-        return acked
-
-    acked = asyncio.run(send_all())
+    acked, statuses, finished = asyncio.run(send_all())
     server.stop()
-    assert acked, "the server acknowledged nothing before it stopped"
+    assert len(acked) >= 50
+    assert {200} == set(statuses)
+    assert [200] * len(held) == [status for status, _ in finished]
     again = start()
     with httpx.Client(base_url=again.url) as client:
         stored = {a["seq"] for a in all_pages(client, "/anomalies?limit=1000")}
         events = client.get("/healthz").json()["events"]
     with Engine.open(str(tmp_path / "lifecycle.db")) as engine:
-        logged = {r.seq for r in engine.log()}
-        assert set(acked) <= logged
+        logged = {r.seq: r.payload for r in engine.log()}
+        assert set(acked) <= set(logged)
+        assert [h.body for h in held] == [logged.get(answer["seq"]) for _, answer in finished]
         assert {a.seq for a in engine.anomalies()} == stored
         assert engine.rebuild() == []
     assert events == max(logged)
