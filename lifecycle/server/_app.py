@@ -99,6 +99,7 @@ class Api:
 
     @property
     def engines(self) -> Engines:
+        """The open engines; RuntimeError before the lifespan has started."""
         if self._engines is None:
             raise RuntimeError("the app has not started (its lifespan opens the engines)")
         return self._engines
@@ -108,12 +109,13 @@ class Api:
         """Open the engines for as long as the app runs; on the way out, answer every
         queued webhook before closing them."""
         config = self.config
-        async with open_engines(config.db, config.redelivery_window, config.max_batch) as e:
-            self._engines = e
-            try:
+        try:
+            async with open_engines(
+                config.db, config.redelivery_window, config.max_batch
+            ) as self._engines:
                 yield
-            finally:
-                self._engines = None
+        finally:
+            self._engines = None
 
     def routes(self) -> list[Route]:
         """Every route; the read endpoints behind the bearer token."""
