@@ -438,7 +438,7 @@ async def test_unknown_paths_and_methods_are_json_errors(start: Start) -> None:
 
 
 async def test_an_unexpected_error_is_a_json_500(
-    start: Start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A bug in a handler is answered 500 with the same error shape, and raised on."""
 
