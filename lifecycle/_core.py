@@ -353,7 +353,7 @@ class Replay:
     def __init__(self, whole_log: bool = True) -> None:
         self.whole_log = whole_log
         self.tables: dict[str, dict[ResourceKey, Resource]] = {n: {} for n in LIFECYCLES}
-        self.seqs: dict[ResourceRef, list[int]] = {}  # first and last seq
+        self.seqs: dict[ResourceRef, list[int]] = {}  # the events of each (after its base)
         self.truncated: set[ResourceRef] = set()
 
     def get(self, ref: ResourceRef) -> Resource | None:
@@ -362,7 +362,7 @@ class Replay:
     def seed(self, ref: ResourceRef, base: Snapshot) -> None:
         """Start ``ref`` from a snapshot (the log before it was pruned)."""
         self.tables[ref[0]][ref[1]] = base.resource.copy()
-        self.seqs[ref] = [base.seq, base.seq]
+        self.seqs[ref] = []
 
     def feed(self, logged: FeedResult) -> None:
         if logged.lifecycle is None:
@@ -377,9 +377,9 @@ class Replay:
             self.truncated.add(ref)  # its log starts after its first event
             return
         step(p, self.tables, logged.seq, logged.timestamp, REDELIVERY in logged.warnings)
-        self.seqs.setdefault(ref, [logged.seq, 0])[1] = logged.seq
+        self.seqs.setdefault(ref, []).append(logged.seq)
 
-    def resources(self) -> Iterator[tuple[ResourceRef, Resource, int, int]]:
-        """Every recomputed resource, with its first and last sequence number."""
-        for (name, key), (first, last) in self.seqs.items():
-            yield (name, key), self.tables[name][key], first, last
+    def resources(self) -> Iterator[tuple[ResourceRef, Resource, list[int]]]:
+        """Every recomputed resource, with the numbers of its events (after its base)."""
+        for (name, key), seqs in self.seqs.items():
+            yield (name, key), self.tables[name][key], seqs

@@ -340,11 +340,11 @@ class Engine:
                 replay.feed(logged)
             diffs: list[Difference] = []
             changed = {}
-            for ref, res, first, last in replay.resources():
+            for ref, res, seqs in replay.resources():
                 old = stored.get(ref)
                 if old is None or old.resource.fields() != res.fields():
                     diffs.append((*ref, old.resource.state if old else None, res.state))
-                    changed[ref] = (res, first, last)
+                    changed[ref] = (res, seqs)
             removed = [ref for ref in stored if replay.get(ref) is None] if store.whole_log else []
             diffs += [(*ref, stored[ref].resource.state, IDLE) for ref in removed]
             if diffs:

@@ -108,11 +108,11 @@ class Maintenance(Protocol):
 
     def replace(
         self,
-        changed: Mapping[ResourceRef, tuple[Resource, int, int]],
+        changed: Mapping[ResourceRef, tuple[Resource, Sequence[int]]],
         removed: Collection[ResourceRef],
     ) -> None:
-        """Store ``changed`` resources (with their first and last sequence numbers),
-        delete ``removed`` ones (those without a snapshot)."""
+        """Store ``changed`` resources (with the numbers of their logged events, after
+        their snapshot if any), delete ``removed`` ones (those without a snapshot)."""
 
 
 class Store(Protocol):

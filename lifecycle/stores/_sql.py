@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import sys
+from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -111,7 +112,11 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Migration]]] = (
     ),
     (
         3,
-        (  # index only the anomalies, not every event
+        (  # each resource lists its events (appended, not an index of random inserts);
+            # index only the anomalies, not every event
+            "ALTER TABLE resources ADD COLUMN seqs {blob}",
+            lambda store, conn: _backfill_seqs(store, conn),
+            "DROP INDEX events_by_resource",
             "DROP INDEX events_anomalies",
             "CREATE INDEX events_anomalies_only ON events (seq) WHERE anomaly = 1",
         ),
@@ -121,7 +126,39 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 """The schema version this release writes; older databases are migrated on open."""
 
 
+def _backfill_seqs(store: SqlStore, conn: Any) -> None:
+    """Version 3: list each resource's logged events in its row."""
+    logged: dict[tuple[str, str], array[int]] = {}
+    for lc, key, seq in conn.execute(
+        "SELECT lifecycle, resource_key, seq FROM events WHERE lifecycle IS NOT NULL ORDER BY seq"
+    ).fetchall():
+        logged.setdefault((lc, key), array("q")).append(int(seq))
+    store._many(
+        conn,
+        "UPDATE resources SET seqs = ? WHERE lifecycle = ? AND resource_key = ?",
+        [(pack_seqs(seqs), lc, key) for (lc, key), seqs in logged.items()],
+    )
+
+
 # -- payloads and rows ----------------------------------------------------------------
+
+
+def pack_seqs(seqs: array[int]) -> bytes:
+    """A resource's event numbers as stored: little-endian 64-bit integers."""
+    if sys.byteorder == "big":  # pragma: no cover - no such machine here
+        seqs = array("q", seqs)
+        seqs.byteswap()
+    return seqs.tobytes()
+
+
+def unpack_seqs(blob: bytes | None) -> array[int]:
+    """The event numbers of a stored ``seqs`` column (empty for NULL)."""
+    seqs = array("q")
+    if blob:
+        seqs.frombytes(bytes(blob))
+        if sys.byteorder == "big":  # pragma: no cover
+            seqs.byteswap()
+    return seqs
 
 
 def decode_payload(blob: bytes, kind: str) -> Payload:
@@ -160,13 +197,27 @@ EVENT_COLUMNS = (
     "webhook_type, before_state, after_state, missing, warnings, reason, "
     "meeting_id, session_id, anomaly"
 )
+_KEYED_BY_SESSION = frozenset(
+    name
+    for name, lc in LIFECYCLES.items()
+    if {"meetingId", "sessionId"} <= set(lc.definition.key_fields)
+)
 _REGISTRY_ORDER = "CASE r.lifecycle {} END".format(  # lifecycle names are identifiers
     " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(LIFECYCLES))
 )
 _RESOURCE_COLUMNS = (
     "lifecycle, resource_key, state, entered_at, data, cycle_id, first_seq, "
-    "last_seq, meeting_id, session_id"
+    "last_seq, meeting_id, session_id, seqs"
 )
+
+
+_UPSERT = (
+    f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES ({', '.join(['?'] * 11)}) "
+    "ON CONFLICT (lifecycle, resource_key) DO UPDATE SET state = excluded.state, "
+    "entered_at = excluded.entered_at, data = excluded.data, cycle_id = excluded.cycle_id, "
+    "last_seq = excluded.last_seq, seqs = excluded.seqs"
+)
+_SET_IDS = ", meeting_id = excluded.meeting_id, session_id = excluded.session_id"
 
 
 def _json_list(items: tuple[str, ...]) -> str:
@@ -239,7 +290,8 @@ def _resource_of(state: str, entered: float, data: str | None, cycle_id: str | N
     return Resource(state, float(entered), orjson.loads(data) if data else None, cycle_id)
 
 
-def _resource_row(ref: ResourceRef, res: Resource, first: int, last: int) -> tuple[Any, ...]:
+def _resource_row(ref: ResourceRef, res: Resource, seqs: array[int]) -> tuple[Any, ...]:
+    """The ``resources`` row of a resource whose logged events are ``seqs``."""
     return (
         ref[0],
         key_text(ref[1]),
@@ -247,9 +299,10 @@ def _resource_row(ref: ResourceRef, res: Resource, first: int, last: int) -> tup
         res.entered,
         _dumps(res.data).decode() if res.data is not None else None,
         res.cycle_id,
-        first,
-        last,
+        seqs[0] if seqs else 0,  # first_seq, kept from the first insert
+        seqs[-1] if seqs else 0,
         *_ids(res.data or {}),
+        pack_seqs(seqs),
     )
 
 
@@ -423,26 +476,26 @@ class SqlStore(abc.ABC):
         transaction = self._transaction(exclusive=True, pipeline=True)
         conn = transaction.__enter__()
         try:
-            loaded, seqs, recent = self._load(conn, touched(events), len(events), since)
+            kept, seqs, recent = self._load(conn, touched(events), len(events), since)
         except BaseException as e:
             transaction.__exit__(type(e), e, e.__traceback__)  # may raise StoreUnavailable
             raise
-        return _SqlBatch(self, transaction, conn, events, loaded, seqs, recent)
+        return _SqlBatch(self, transaction, conn, events, kept, seqs, recent)
 
     def _load(
         self, conn: Any, wanted: Collection[ResourceRef], size: int, since: float | None
-    ) -> tuple[dict[ResourceRef, Resource], list[int], Recent]:
+    ) -> tuple[dict[ResourceRef, Kept], list[int], Recent]:
         """Load what a batch needs: its resources, seqs and recent digests (a backend
         with several writers locks the resources first)."""
-        loaded = self._load_resources(conn, wanted)
+        kept = self._load_resources(conn, wanted)
         seqs = self._next_seqs(conn, size)
-        recent = self._recent(conn, wanted, since) if since is not None else {}
-        return loaded, seqs, recent
+        recent = self._recent(conn, kept, since) if since is not None else {}
+        return kept, seqs, recent
 
     def _load_resources(
         self, conn: Any, wanted: Collection[ResourceRef]
-    ) -> dict[ResourceRef, Resource]:
-        return _loaded(self._rows_of(conn, LOAD, wanted))
+    ) -> dict[ResourceRef, Kept]:
+        return _kept(self._rows_of(conn, LOAD, wanted))
 
     def _rows_of(
         self,
@@ -488,16 +541,48 @@ class SqlStore(abc.ABC):
             )
         return cursors
 
-    def _recent(self, conn: Any, wanted: Collection[ResourceRef], since: float) -> Recent:
+    def _by_seq(
+        self,
+        conn: Any,
+        select: str,
+        seqs: Iterable[int],
+        where: str = "",
+        params: Sequence[Any] = (),
+    ) -> list[tuple[Any, ...]]:
+        """The rows of ``select`` for these event numbers (by the primary key), in
+        ``seq`` order; ``where`` adds a condition (with its ``params``)."""
+        wanted = sorted(seqs)
+        cursors = [
+            conn.execute(
+                self.sql(f"{select} WHERE seq IN ({', '.join(['?'] * len(chunk))}){where}"),
+                [*chunk, *params],
+            )
+            for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500))
+        ]
+        rows = [row for cur in cursors for row in cur.fetchall()]
+        rows.sort(key=lambda row: int(row[0]))
+        return rows
+
+    def _recent(self, conn: Any, kept: Mapping[ResourceRef, Kept], since: float) -> Recent:
         """The digests of the payloads logged for these resources since ``since``."""
-        return _recent(self._rows_of(conn, RECENT, wanted, RECENT_SINCE, [since]))
+        owner = {seq: ref for ref, (_, seqs) in kept.items() for seq in seqs}
+        recent: Recent = {}
+        for seq, blob, t in self._by_seq(conn, RECENT, owner, " AND received_at >= ?", [since]):
+            recent.setdefault(owner[int(seq)], []).append((digest_bytes(bytes(blob)), float(t)))
+        return recent
 
     def _write(
         self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]
     ) -> dict[ResourceRef, list[int]]:
-        """Append the batch's log rows and upsert the resources its results changed;
-        those resources, with the first and last seq of each in the batch."""
+        """Append the batch's log rows and upsert the resources its results touched
+        (their lists of events grown by this batch's); those resources, with the
+        numbers of their events in the batch."""
         changed = batch.changed(results)
+        for ref, new in changed.items():
+            seqs = batch.logged.get(ref)
+            if seqs is None:
+                seqs = batch.logged[ref] = array("q")
+            seqs.extend(new)
         self._many(
             conn,
             f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['?'] * 16)})",
@@ -509,24 +594,22 @@ class SqlStore(abc.ABC):
         self._upsert(
             conn,
             [
-                _resource_row(ref, batch.tables[ref[0]][ref[1]], first, last)
-                for ref, (first, last) in changed.items()
+                _resource_row(ref, batch.tables[ref[0]][ref[1]], batch.logged[ref])
+                for ref in changed
             ],
         )
         return changed
 
     def _upsert(self, conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Insert or update resource rows (``first_seq`` stays what it was)."""
-        self._many(
-            conn,
-            f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES "
-            f"({', '.join(['?'] * 10)}) ON CONFLICT (lifecycle, resource_key) DO UPDATE "
-            "SET state = excluded.state, entered_at = excluded.entered_at, "
-            "data = excluded.data, cycle_id = excluded.cycle_id, "
-            "last_seq = excluded.last_seq, meeting_id = excluded.meeting_id, "
-            "session_id = excluded.session_id",
-            rows,
-        )
+        """Insert or update resource rows (``first_seq`` stays what it was).
+
+        A resource keyed by its meeting and session never changes its ``meeting_id`` and
+        ``session_id``: its update leaves them, and their index, alone.
+        """
+        keyed = [row for row in rows if row[0] in _KEYED_BY_SESSION]
+        others = [row for row in rows if row[0] not in _KEYED_BY_SESSION]
+        for chosen, ids in ((keyed, ""), (others, _SET_IDS)):
+            self._many(conn, _UPSERT + ids, chosen)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -572,33 +655,31 @@ class SqlStore(abc.ABC):
         with self._transaction() as conn:
             rows = conn.execute(
                 self.sql(
-                    "SELECT r.lifecycle, r.resource_key, r.state, r.entered_at, r.data, r.cycle_id "
-                    f"FROM resources r JOIN ({chosen}) AS p ON p.lifecycle = r.lifecycle AND "
-                    f"p.resource_key = r.resource_key ORDER BY {_REGISTRY_ORDER}, r.first_seq"
+                    "SELECT r.lifecycle, r.resource_key, r.state, r.entered_at, r.data, "
+                    f"r.cycle_id, r.seqs FROM resources r JOIN ({chosen}) AS p ON "
+                    "p.lifecycle = r.lifecycle AND p.resource_key = r.resource_key "
+                    f"ORDER BY {_REGISTRY_ORDER}, r.first_seq"
                 ),
                 params,
             ).fetchall()
-            history = conn.execute(
-                self.sql(  # the last history_limit of each
-                    "SELECT lifecycle, resource_key, seq, webhook_type, outcome, received_at FROM "
-                    "(SELECT e.lifecycle, e.resource_key, e.seq, e.webhook_type, e.outcome, "
-                    "e.received_at, row_number() OVER (PARTITION BY e.lifecycle, e.resource_key "
-                    f"ORDER BY e.seq DESC) AS age FROM events e JOIN ({chosen}) AS p ON "
-                    "p.lifecycle = e.lifecycle AND p.resource_key = e.resource_key) AS h "
-                    "WHERE age <= ? ORDER BY seq"
-                ),
-                [*params, self.history_limit],
-            ).fetchall()
-        entries: dict[tuple[str, str], list[HistoryEntry]] = {}
-        for lc, k, seq, w, outcome, t in history:
-            entries.setdefault((lc, k), []).append(
-                HistoryEntry(int(seq), w, Outcome(outcome), utc(float(t)))
-            )
+            # each resource's history: its last history_limit events, by their numbers
+            recent = [unpack_seqs(row[6])[-self.history_limit :] for row in rows]
+            events = {
+                int(seq): HistoryEntry(int(seq), w, Outcome(outcome), utc(float(t)))
+                for seq, w, outcome, t in self._by_seq(
+                    conn,
+                    "SELECT seq, webhook_type, outcome, received_at FROM events",
+                    (seq for seqs in recent for seq in seqs),
+                )
+            }
         return [
             status_of(
-                lc, tuple(orjson.loads(k)), _resource_of(*rest), tuple(entries.get((lc, k), ()))
+                lc,
+                tuple(orjson.loads(k)),
+                _resource_of(state, entered, data, cycle),
+                tuple(events[seq] for seq in seqs if seq in events),
             )
-            for lc, k, *rest in rows
+            for (lc, k, state, entered, data, cycle, _), seqs in zip(rows, recent, strict=True)
         ]
 
     def state_counts(self) -> dict[str, dict[str, int]]:
@@ -642,16 +723,19 @@ class SqlStore(abc.ABC):
         column, bound = ("seq", at) if isinstance(at, int) else ("received_at", at.timestamp())
         with self._transaction() as conn:
             row = conn.execute(
-                self.sql("SELECT base FROM resources WHERE lifecycle = ? AND resource_key = ?"),
+                self.sql(
+                    "SELECT base, seqs FROM resources WHERE lifecycle = ? AND resource_key = ?"
+                ),
                 (lifecycle, key_text(key)),
             ).fetchone()
-            rows = conn.execute(
-                self.sql(
-                    f"SELECT {EVENT_COLUMNS} FROM events WHERE lifecycle = ? AND resource_key = ? "
-                    f"AND {column} <= ? ORDER BY seq"
-                ),
-                (lifecycle, key_text(key), bound),
-            ).fetchall()
+            seqs = unpack_seqs(row[1]) if row else array("q")
+            rows = self._by_seq(
+                conn,
+                f"SELECT {EVENT_COLUMNS} FROM events",
+                (s for s in seqs if column != "seq" or s <= bound),
+                f" AND {column} <= ?",
+                [bound],
+            )
         base = _snapshot_of(row[0]) if row and row[0] else None
         if base is not None and (base.seq if column == "seq" else base.resource.entered) > bound:
             raise LogPruned(f"{lifecycle} {'/'.join(key)}: its log before {at} was pruned")
@@ -677,10 +761,10 @@ class SqlStore(abc.ABC):
                 rows = conn.execute(
                     self.sql(
                         "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, "
-                        "last_seq FROM resources r WHERE entered_at < ? AND (lifecycle, state) IN "
-                        f"(SELECT column1, column2 FROM (VALUES {values}) AS final) AND EXISTS "
-                        "(SELECT 1 FROM events e WHERE e.lifecycle = r.lifecycle AND "
-                        "e.resource_key = r.resource_key)"
+                        "last_seq, seqs FROM resources r WHERE entered_at < ? AND "
+                        "(lifecycle, state) IN "
+                        f"(SELECT column1, column2 FROM (VALUES {values}) AS final) AND "
+                        "length(seqs) > 0"
                     ),
                     [before, *[v for pair in finals for v in pair]],
                 ).fetchall()
@@ -692,45 +776,43 @@ class SqlStore(abc.ABC):
                         ),
                         (str(self._high_water(conn)),),
                     )
-                for lc, key, state, entered, data, cycle_id, last_seq in rows:
+                for lc, key, state, entered, data, cycle_id, last_seq, seqs in rows:
                     base = Snapshot(_resource_of(state, entered, data, cycle_id), int(last_seq))
-                    cur = conn.execute(
-                        self.sql(
-                            "DELETE FROM events WHERE lifecycle = ? AND resource_key = ? "
-                            "AND seq <= ?"
-                        ),
-                        (lc, key, last_seq),
-                    )
-                    dropped += max(cur.rowcount, 0)
+                    logged = list(unpack_seqs(seqs))
+                    for i in range(0, len(logged), 500):
+                        chunk = logged[i : i + 500]
+                        cur = conn.execute(
+                            self.sql(
+                                f"DELETE FROM events WHERE seq IN ({', '.join(['?'] * len(chunk))})"
+                            ),
+                            chunk,
+                        )
+                        dropped += max(cur.rowcount, 0)
                     conn.execute(
                         self.sql(
-                            "UPDATE resources SET base = ? WHERE lifecycle = ? AND resource_key = ?"
+                            "UPDATE resources SET base = ?, seqs = ? "
+                            "WHERE lifecycle = ? AND resource_key = ?"
                         ),
-                        (_snapshot_text(base), lc, key),
+                        (_snapshot_text(base), b"", lc, key),
                     )
         finally:
             self._forget()
         return dropped
 
 
-LOAD = "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id FROM resources"
-RECENT = "SELECT lifecycle, resource_key, payload, received_at FROM events"
-RECENT_SINCE = " AND received_at >= ? ORDER BY seq"
+LOAD = "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, seqs FROM resources"
+RECENT = "SELECT seq, payload, received_at FROM events"
+
+Kept = tuple[Resource, "array[int]"]
+"""A stored resource and the numbers of its logged events."""
 
 
-def _loaded(rows: Iterable[Sequence[Any]]) -> dict[ResourceRef, Resource]:
-    """The resources of :data:`LOAD` rows."""
-    return {(lc, tuple(orjson.loads(key))): _resource_of(*rest) for lc, key, *rest in rows}
-
-
-def _recent(rows: Iterable[Sequence[Any]]) -> Recent:
-    """The digests and times of :data:`RECENT` rows, by resource."""
-    recent: Recent = {}
-    for lc, key, blob, t in rows:
-        recent.setdefault((lc, tuple(orjson.loads(key))), []).append(
-            (digest_bytes(bytes(blob)), float(t))
-        )
-    return recent
+def _kept(rows: Iterable[Sequence[Any]]) -> dict[ResourceRef, Kept]:
+    """The resources of :data:`LOAD` rows, with their events' numbers."""
+    return {
+        (lc, tuple(orjson.loads(key))): (_resource_of(state, entered, data, cycle), unpack_seqs(s))
+        for lc, key, state, entered, data, cycle, s in rows
+    }
 
 
 class _SqlBatch:
@@ -744,7 +826,7 @@ class _SqlBatch:
         transaction: AbstractContextManager[Any],
         conn: Any,
         events: Sequence[Parsed | Rejected],
-        loaded: dict[ResourceRef, Resource],
+        kept: dict[ResourceRef, Kept],
         seqs: list[int],
         recent: Recent,
     ) -> None:
@@ -753,8 +835,10 @@ class _SqlBatch:
         self.conn = conn
         self.events = events
         self.tables: dict[str, dict[ResourceKey, Resource]] = {n: {} for n in LIFECYCLES}
-        for (name, key), res in loaded.items():
+        self.logged: dict[ResourceRef, array[int]] = {}  # each resource's logged events
+        for (name, key), (res, logged) in kept.items():
             self.tables[name][key] = res
+            self.logged[(name, key)] = logged
         self.seqs = seqs
         self.recent = recent
 
@@ -762,11 +846,11 @@ class _SqlBatch:
         return any(d == digest and t >= since for d, t in self.recent.get((lifecycle, key), ()))
 
     def changed(self, results: Sequence[FeedResult]) -> dict[ResourceRef, list[int]]:
-        """The resources ``results`` touched, with the first and last seq of each."""
+        """The resources ``results`` touched, with the numbers of their events."""
         seqs: dict[ResourceRef, list[int]] = {}
         for r in results:
             if r.lifecycle is not None and r.key is not None:
-                seqs.setdefault((r.lifecycle, r.key), [r.seq, 0])[1] = r.seq
+                seqs.setdefault((r.lifecycle, r.key), []).append(r.seq)
         return seqs
 
     def commit(self, results: Sequence[FeedResult], digests: Sequence[bytes | None] | None) -> None:
@@ -812,7 +896,7 @@ class _SqlMaintenance:
 
     def replace(
         self,
-        changed: Mapping[ResourceRef, tuple[Resource, int, int]],
+        changed: Mapping[ResourceRef, tuple[Resource, Sequence[int]]],
         removed: Collection[ResourceRef],
     ) -> None:
         store = self.store
@@ -823,5 +907,5 @@ class _SqlMaintenance:
         )
         store._upsert(
             self.conn,
-            [_resource_row(ref, res, first, last) for ref, (res, first, last) in changed.items()],
+            [_resource_row(ref, res, array("q", seqs)) for ref, (res, seqs) in changed.items()],
         )

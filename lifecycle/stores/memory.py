@@ -397,13 +397,13 @@ class _Maintenance:
 
     def replace(
         self,
-        changed: Mapping[ResourceRef, tuple[Resource, int, int]],
+        changed: Mapping[ResourceRef, tuple[Resource, Sequence[int]]],
         removed: Collection[ResourceRef],
     ) -> None:
         s = self.store
         for name, key in removed:
             s.tables[name].pop(key, None)
-        for (name, key), (res, _, _) in changed.items():
+        for (name, key), (res, _) in changed.items():
             res.history = array("d")
             for r in s._entries_of(name, key):  # its history, from the log
                 res.history.extend((pack(r.seq, r.webhook_type or "", r.outcome), r.timestamp))

@@ -14,9 +14,9 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from .._records import Resource, ResourceRef
+from .._records import ResourceRef
 from ..errors import StoreUnavailable
-from ._sql import LOAD, RECENT, RECENT_SINCE, Recent, SqlStore, _loaded, _recent, key_text
+from ._sql import LOAD, Kept, Recent, SqlStore, _kept, key_text
 
 try:
     import psycopg
@@ -113,15 +113,13 @@ class PostgresStore(SqlStore):
 
     def _load(
         self, conn: Any, wanted: Collection[ResourceRef], size: int, since: float | None
-    ) -> tuple[dict[ResourceRef, Resource], list[int], Recent]:
-        # every statement is sent before the first answer is read: one round trip
+    ) -> tuple[dict[ResourceRef, Kept], list[int], Recent]:
+        # every statement is sent before the first answer is read: one round trip (and a
+        # second for the recent payloads, with a redelivery window)
         if wanted:
             conn.execute(_LOCKS, (sorted({_lock_id(lc, key_text(k)) for lc, k in wanted}),))
         seqs = conn.execute(_SEQS, (size,))
         loads = self._send(conn, LOAD, wanted)
-        recents = [] if since is None else self._send(conn, RECENT, wanted, RECENT_SINCE, [since])
-        return (
-            _loaded(row for cur in loads for row in cur.fetchall()),
-            [int(r[0]) for r in seqs.fetchall()],
-            _recent(row for cur in recents for row in cur.fetchall()),
-        )
+        kept = _kept(row for cur in loads for row in cur.fetchall())
+        recent = {} if since is None else self._recent(conn, kept, since)
+        return kept, [int(r[0]) for r in seqs.fetchall()], recent

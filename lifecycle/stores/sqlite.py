@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .._records import FeedResult, Resource, ResourceRef
+from .._records import FeedResult, ResourceRef
 from ..errors import InvalidArgument, StoreUnavailable
-from ._sql import SqlStore, _SqlBatch
+from ._sql import Kept, SqlStore, _SqlBatch
 
 __all__ = ["SqliteStore", "sqlite_path"]
 
@@ -68,7 +68,7 @@ class SqliteStore(SqlStore):
             )
         self.synchronous = synchronous.upper()
         self.cache_size = cache_size
-        self._cache: OrderedDict[ResourceRef, Resource | None] = OrderedDict()
+        self._cache: OrderedDict[ResourceRef, Kept | None] = OrderedDict()
         self._version: int | None = None  # the data_version the cache is valid for
         self._top: int | None = None  # the last seq, while the cache is valid
         super().__init__(url or f"sqlite:///{self.path}", history_limit=history_limit)
@@ -126,7 +126,7 @@ class SqliteStore(SqlStore):
 
     def _load_resources(
         self, conn: Any, wanted: Collection[ResourceRef]
-    ) -> dict[ResourceRef, Resource]:
+    ) -> dict[ResourceRef, Kept]:
         (version,) = conn.execute("PRAGMA data_version").fetchone()
         if version != self._version:  # another connection wrote: what we kept may be stale
             self._forget()
@@ -137,7 +137,7 @@ class SqliteStore(SqlStore):
             found = super()._load_resources(conn, missing)
             for ref in missing:
                 cache[ref] = found.get(ref)
-        return {ref: res for ref in wanted if (res := cache[ref]) is not None}
+        return {ref: kept for ref in wanted if (kept := cache[ref]) is not None}
 
     def _write(
         self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]
@@ -147,7 +147,7 @@ class SqliteStore(SqlStore):
             self._top = results[-1].seq
         cache = self._cache
         for ref in changed:
-            cache[ref] = batch.tables[ref[0]][ref[1]]
+            cache[ref] = (batch.tables[ref[0]][ref[1]], batch.logged[ref])
             cache.move_to_end(ref)
         while len(cache) > self.cache_size:
             cache.popitem(last=False)
