@@ -34,7 +34,7 @@ from ._config import ServerConfig, check
 from ._feeder import Engines, open_engines
 from ._metrics import AccessLog, Metrics
 from ._openapi import openapi
-from ._signature import SIGNATURE_HEADER, signature_problem
+from ._signature import SIGNATURE_HEADER, SignatureRefused
 
 __all__ = ["Api", "WebhookRefused", "create_app"]
 
@@ -111,7 +111,7 @@ class Api:
         config = self.config
         try:
             async with open_engines(
-                config.db, config.redelivery_window, config.max_batch
+                config.db, config.redelivery_window, config.max_batch, self.key
             ) as self._engines:
                 yield
         finally:
@@ -139,6 +139,7 @@ class Api:
         ====================================  ======  ===============================
         raised                                status  also
         ====================================  ======  ===============================
+        :class:`SignatureRefused`             401     counted ``signature``, logged
         :class:`WebhookRefused`               401/413 counted by reason, logged
         ``HTTPException`` (ours, Starlette's) its own its headers (``Allow``, ...)
         :class:`InvalidArgument`              400
@@ -148,12 +149,16 @@ class Api:
         ====================================  ======  ===============================
         """
         return {
+            SignatureRefused: self._signature_refused,
             WebhookRefused: self._webhook_refused,
             HTTPException: self._http_error,
             InvalidArgument: self._invalid_argument,
             StoreUnavailable: self._store_unavailable,
             Exception: self._internal_error,
         }
+
+    async def _signature_refused(self, request: Request, exc: Exception) -> Response:
+        return await self._webhook_refused(request, WebhookRefused(401, str(exc), "signature"))
 
     async def _webhook_refused(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, WebhookRefused)
@@ -184,11 +189,8 @@ class Api:
     async def webhook(self, request: Request) -> Response:
         """Verify, store and classify one webhook; the outcome as JSON."""
         body = await self._body(request)
-        if self.key is not None:
-            problem = signature_problem(self.key, request.headers.get(SIGNATURE_HEADER), body)
-            if problem is not None:
-                raise WebhookRefused(401, problem, "signature")
-        result = await self.engines.feed(body)
+        # the writer checks the signature, off the event loop (SignatureRefused: 401)
+        result = await self.engines.feed(body, request.headers.get(SIGNATURE_HEADER))
         self.metrics.fed(result)
         request.state.outcome = result.outcome.value
         return _json(result_json(result))

@@ -15,9 +15,12 @@ from contextlib import asynccontextmanager
 from typing import Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from .._engine import Engine
 from .._records import FeedResult
 from ..stores.sqlite import sqlite_path
+from ._signature import SignatureRefused, signature_problem
 
 __all__ = ["EngineThread", "Engines", "GroupCommit", "open_engines"]
 
@@ -45,25 +48,54 @@ class EngineThread:
         self._pool.shutdown()
 
 
-class GroupCommit:
-    """Feeds webhooks in arrival order, each batch that queued up in one transaction."""
+def _verify_and_feed(
+    engine: Engine,
+    bodies: list[bytes],
+    signatures: list[str | None],
+    key: rsa.RSAPublicKey | None,
+) -> list[FeedResult | str]:
+    """Check each body's signature (with a key), feed the signed ones in one batch; for
+    each, its result or why its signature was refused.
 
-    def __init__(self, writer: EngineThread, max_batch: int) -> None:
+    It runs on the writer's thread: checking an RSA signature lets go of the GIL, so the
+    event loop serves other requests meanwhile, on the other core.
+    """
+    problems = [
+        None if key is None else signature_problem(key, signature, body)
+        for body, signature in zip(bodies, signatures, strict=True)
+    ]
+    fed = iter(engine.feed_many([b for b, p in zip(bodies, problems, strict=True) if p is None]))
+    return [next(fed) if problem is None else problem for problem in problems]
+
+
+Queued = tuple[bytes, str | None, asyncio.Future[FeedResult]]
+"""A webhook waiting for its batch: its body, its signature header, its answer."""
+
+
+class GroupCommit:
+    """Feeds webhooks in arrival order, each batch that queued up in one transaction.
+
+    With a ``key``, each webhook's signature is checked first, on the writer's thread.
+    """
+
+    def __init__(self, writer: EngineThread, max_batch: int, key: rsa.RSAPublicKey | None) -> None:
         self._writer = writer
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[bytes, asyncio.Future[FeedResult]]] = asyncio.Queue()
+        self._key = key
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
-    async def feed(self, body: bytes) -> FeedResult:
+    async def feed(self, body: bytes, signature: str | None) -> FeedResult:
         """What feeding ``body`` did, once its batch has committed.
 
-        Raises :class:`~lifecycle.errors.StoreUnavailable` when the batch could not be
-        committed: nothing of it was stored.
+        Raises :class:`SignatureRefused` when ``signature`` does not sign ``body`` (nothing
+        is stored), :class:`~lifecycle.errors.StoreUnavailable` when the batch could not
+        be committed: nothing of it was stored.
         """
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         done: asyncio.Future[FeedResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put((body, done))
+        await self._queue.put((body, signature, done))
         return await done
 
     async def _run(self) -> None:
@@ -72,15 +104,21 @@ class GroupCommit:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await self._writer.call(Engine.feed_many, [body for body, _ in batch])
+                outcomes = await self._writer.call(
+                    _verify_and_feed, [b for b, _, _ in batch], [s for _, s, _ in batch], self._key
+                )
             except Exception as e:  # the store failed: every webhook of the batch is retried
-                for _, done in batch:
+                for _, _, done in batch:
                     if not done.done():
                         done.set_exception(e)
             else:
-                for (_, done), result in zip(batch, results, strict=True):
-                    if not done.done():
-                        done.set_result(result)
+                for (_, _, done), outcome in zip(batch, outcomes, strict=True):
+                    if done.done():
+                        continue
+                    if isinstance(outcome, str):
+                        done.set_exception(SignatureRefused(outcome))
+                    else:
+                        done.set_result(outcome)
             for _ in batch:
                 self._queue.task_done()
 
@@ -94,14 +132,20 @@ class GroupCommit:
 class Engines:
     """The writing engine behind its group commit, and the reading engine."""
 
-    def __init__(self, writer: EngineThread, reader: EngineThread, max_batch: int) -> None:
+    def __init__(
+        self,
+        writer: EngineThread,
+        reader: EngineThread,
+        max_batch: int,
+        key: rsa.RSAPublicKey | None = None,
+    ) -> None:
         self._writer = writer
         self._reader = reader
-        self._feeder = GroupCommit(writer, max_batch)
+        self._feeder = GroupCommit(writer, max_batch, key)
 
-    async def feed(self, body: bytes) -> FeedResult:
+    async def feed(self, body: bytes, signature: str | None = None) -> FeedResult:
         """Feed one webhook body; see :meth:`GroupCommit.feed`."""
-        return await self._feeder.feed(body)
+        return await self._feeder.feed(body, signature)
 
     async def read(
         self, fn: Callable[Concatenate[Engine, _P], _T], *args: _P.args, **kwargs: _P.kwargs
@@ -119,9 +163,13 @@ class Engines:
 
 @asynccontextmanager
 async def open_engines(
-    db: str, redelivery_window: float | None, max_batch: int
+    db: str,
+    redelivery_window: float | None,
+    max_batch: int,
+    key: rsa.RSAPublicKey | None = None,
 ) -> AsyncIterator[Engines]:
-    """The engines of database ``db``, open while the context lasts.
+    """The engines of database ``db``, open while the context lasts; with ``key``, the
+    writer checks each webhook's signature before feeding it.
 
     An in-memory database (``memory://``, ``sqlite://``) exists in its own engine only:
     then reads go through the writing engine.
@@ -129,7 +177,7 @@ async def open_engines(
     writer = EngineThread(Engine.open(db, redelivery_window=redelivery_window))
     shared = sqlite_path(db) == "" or urlsplit(db).scheme == "memory"
     reader = writer if shared else EngineThread(Engine.open(db))
-    engines = Engines(writer, reader, max_batch)
+    engines = Engines(writer, reader, max_batch, key)
     try:
         yield engines
     finally:

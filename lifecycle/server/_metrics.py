@@ -8,7 +8,7 @@ import time
 import prometheus_client as prom
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._lifecycles import LIFECYCLES, WEBHOOK_TYPES
+from .._lifecycles import LIFECYCLES, WEBHOOK_TYPES, Outcome
 from .._records import FeedResult
 
 __all__ = ["AccessLog", "Metrics"]
@@ -49,11 +49,27 @@ class Metrics:
         for name, lc in LIFECYCLES.items():  # every series exists from the start
             for state in lc.states:
                 self.resources.labels(name, state)
+        self._fed: dict[tuple[str, Outcome], prom.Counter] = {}
+        self._took: dict[tuple[str, str, int], prom.Histogram] = {}
 
     def fed(self, result: FeedResult) -> None:
         """Count one fed webhook (``other`` for a type that is not known)."""
-        known = result.webhook_type in WEBHOOK_TYPES
-        self.webhooks.labels(result.webhook_type if known else "other", result.outcome.value).inc()
+        labels = (
+            result.webhook_type if result.webhook_type in WEBHOOK_TYPES else "other",
+            result.outcome,
+        )
+        counter = self._fed.get(labels)
+        if counter is None:  # labels() costs more than the count: keep each series
+            counter = self._fed[labels] = self.webhooks.labels(labels[0], labels[1].value)
+        counter.inc()
+
+    def took(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Record how long a request took."""
+        labels = (method, route, status)
+        histogram = self._took.get(labels)
+        if histogram is None:
+            histogram = self._took[labels] = self.latency.labels(method, route, str(status))
+        histogram.observe(seconds)
 
     def set_resources(self, counts: dict[str, dict[str, int]]) -> None:
         """Set the resource gauges from ``Engine.state_counts()`` (absent states are 0)."""
@@ -91,7 +107,7 @@ class AccessLog:
         finally:
             elapsed = time.perf_counter() - start
             path = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.latency.labels(scope["method"], path, str(status)).observe(elapsed)
+            self.metrics.took(scope["method"], path, status, elapsed)
             if log.isEnabledFor(logging.INFO):
                 extra = {
                     "method": scope["method"],

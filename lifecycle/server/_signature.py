@@ -12,9 +12,19 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ..errors import ConfigError
 
-__all__ = ["SIGNATURE_HEADER", "load_public_key", "signature_problem", "verify_signature"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "SignatureRefused",
+    "load_public_key",
+    "signature_problem",
+    "verify_signature",
+]
 
 SIGNATURE_HEADER = "videosdk-signature"
+
+
+class SignatureRefused(Exception):  # noqa: N818 - answered as 401 by the server's table
+    """A webhook whose signature does not hold; the message says why."""
 
 
 def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
