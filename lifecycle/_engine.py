@@ -139,6 +139,7 @@ class Engine:
         results: list[FeedResult] = []
         # with a redelivery window, the digest of each result's payload (None: no resource)
         digests: list[bytes | None] = []
+        fed: set[tuple[str, ResourceKey, bytes]] = set()  # this batch's, for redeliveries
         violation: LifecycleViolation | None = None
         batch = self.store.begin(items, since)
         tables, cap, seqs = batch.tables, batch.history_cap, batch.seqs
@@ -149,7 +150,9 @@ class Engine:
                     redelivered = False
                     if since is not None:  # a redelivery window: has it come before?
                         digest = core.digest(item.payload)
-                        redelivered = batch.seen(item.route.lifecycle, item.key, digest, since)
+                        mark = (item.route.lifecycle, item.key, digest)
+                        redelivered = mark in fed or batch.seen(*mark, since)
+                        fed.add(mark)
                         digests.append(digest)
                     results.append(step(item, tables, seq, now, redelivered, strict, cap))
                 else:

@@ -82,7 +82,8 @@ class Batch(Protocol):
         answers history from its log)."""
 
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
-        """Whether this resource received a payload of this digest at ``since`` or later."""
+        """Whether this resource received a payload of this digest at ``since`` or later,
+        before this batch (the engine knows the batch's own)."""
 
     def commit(
         self,

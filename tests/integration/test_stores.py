@@ -713,6 +713,22 @@ def test_redelivery_window(make: Callable[..., Engine], store_url: str | None) -
 
 
 @across
+def test_a_redelivery_within_one_batch_is_caught(make: Callable[..., Engine]) -> None:
+    """The window holds inside a batch too: a body fed twice in one feed_many is a
+    redelivery the second time, as it is when fed in two calls."""
+    engine = make(clock=Clock(tick=1.0), redelivery_window=10)
+    joined, left = (orjson.dumps(p) for p in REJOIN)
+    batch = engine.feed_many([joined, left, joined])
+    assert [(r.outcome, r.warnings) for r in batch] == [
+        (Outcome.APPLIED, ()),
+        (Outcome.APPLIED, ()),
+        (Outcome.DUPLICATE, ("redelivery",)),
+    ]
+    assert engine.status("participant", "m1", "s1", "p1").state == "left"  # type: ignore[union-attr]
+    assert engine.rebuild() == []
+
+
+@across
 def test_without_a_window_an_identical_body_is_classified_as_usual(
     make: Callable[..., Engine],
 ) -> None:
