@@ -8,7 +8,7 @@ lifecycle), of ``docs/lifecycles/index.md`` and of ``docs/events.md``, and all o
 the markers is never touched.
 
 ``python docs/generate.py --check`` changes nothing and exits 1, listing the pages that
-drift from the code (CI runs it through ``tests/test_docs.py``).
+drift from the code (CI runs it through ``tests/unit/test_docs.py``).
 """
 
 from __future__ import annotations
