@@ -44,7 +44,12 @@ def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
 def signature_problem(
     public_key: rsa.RSAPublicKey, header_value: str | bytes | None, body: bytes
 ) -> str | None:
-    """Why ``header_value`` is not the signature of ``body``; None when it is."""
+    """Why ``header_value`` is not the signature of ``body``; None when it is.
+
+    Whitespace around the value is not part of it (base64 holds none).
+    """
+    if header_value is not None:
+        header_value = header_value.strip()
     if not header_value:
         return f"the {SIGNATURE_HEADER} header is missing"
     try:
@@ -64,10 +69,10 @@ def verify_signature(
     """Whether ``header_value`` (the ``videosdk-signature`` header) signs ``body``.
 
     ``body`` is the raw request body as received: the signature covers those bytes, not
-    the JSON they hold, so verify before parsing or re-serializing. False for a missing
-    or empty header, text that is not base64, and a signature made with another key or
-    over other bytes; it never raises for a bad header. Load ``public_key`` with
-    :func:`load_public_key`.
+    the JSON they hold, so verify before parsing or re-serializing. Whitespace around
+    the header value is ignored. False for a missing or empty header, text that is not
+    base64, and a signature made with another key or over other bytes; it never raises
+    for a bad header. Load ``public_key`` with :func:`load_public_key`.
 
     .. versionadded:: 0.2
     """

@@ -567,6 +567,19 @@ def test_a_signature_of_the_body_verifies(
     assert verify_signature(public_key, header.encode(), body)
 
 
+@pytest.mark.parametrize("around", [" ", "\t", "\r\n", "  \n "])
+def test_whitespace_around_a_signature_is_not_part_of_it(
+    key: rsa.RSAPrivateKey, public_key: rsa.RSAPublicKey, around: str
+) -> None:
+    """A valid signature followed or preceded by whitespace (a proxy's or a sender's
+    padding) still verifies: base64 holds no whitespace."""
+    body = SESSION[0]
+    header = signature_of(key, body)
+    assert verify_signature(public_key, header + around, body)
+    assert verify_signature(public_key, (around + header).encode(), body)
+    assert not verify_signature(public_key, around, body)
+
+
 def test_a_signature_of_other_bytes_or_by_another_key_does_not(
     key: rsa.RSAPrivateKey, public_key: rsa.RSAPublicKey
 ) -> None:
