@@ -7,6 +7,7 @@ is left for ``replay --fail-on-anomaly``.
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import sys
 from array import array
@@ -46,6 +47,8 @@ BIG_INPUT_BYTES = 1 << 20
 """Inputs larger than this (in all) get a progress bar on a terminal ..."""
 BIG_INPUT_EVENTS = 5_000
 """... and so do inputs that turn out to hold more events than this."""
+DEFAULT_DB = "lifecycle.db"
+"""The database of every command without ``--db`` (or ``LIFECYCLE_DB``)."""
 TABLE_ROWS = 100
 """The most anomalies ``replay`` lists in its table (its JSON has them all)."""
 
@@ -124,7 +127,7 @@ _db = click.option(
     metavar="URL",
     envvar="LIFECYCLE_DB",
     show_envvar=True,
-    default="lifecycle.db",
+    default=DEFAULT_DB,
     show_default=True,
     help="Database URL: sqlite:///path.db, a path, or postgresql://user@host/db.",
 )
@@ -439,10 +442,15 @@ def replay(files: tuple[str, ...], db: str, fmt: str, fail_on_anomaly: bool, bat
             + ", ".join(f"{outcome} {n}" for outcome, n in outcomes.items())
             + f"), anomalies: {len(anomalies)}",
             *([_anomaly_table(shown)] if shown else []),
-            *([f"{more} more: lifecycle anomalies --after {shown[-1].seq}"] if more else []),
+            *([f"{more} more: {_anomalies_command(db)} --after {shown[-1].seq}"] if more else []),
         )
     if fail_on_anomaly and anomalies:
         sys.exit(1)
+
+
+def _anomalies_command(db: str) -> str:
+    """The command that lists the anomalies of ``db``, ready to paste."""
+    return "lifecycle anomalies" + ("" if db == DEFAULT_DB else f" --db {shlex.quote(db)}")
 
 
 # -- queries -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -126,6 +127,21 @@ def test_replay_json_reports_what_the_engine_finds(tmp_path: Path, examples_engi
     assert outcome_counts(results) == report["outcomes"]
     assert states(expected.resources()) == json_states(report["resources"])
     assert seq_outcomes(expected.anomalies()) == json_seq_outcomes(report["anomalies"])
+
+
+def test_replay_paging_hint_names_the_database(tmp_path: Path) -> None:
+    """Beyond the table's rows, replay prints a command for the rest: pasted as is, it reads
+    the database replay wrote, and lists exactly the anomalies the table left out."""
+    webhooks = tmp_path / "webhooks.jsonl"
+    webhooks.write_text("{not json\n" * 130)
+    db = tmp_path / "a folder" / "state.db"
+    db.parent.mkdir()
+    result = lifecycle("replay", "--db", db, webhooks, cwd=tmp_path)
+    hint = result.stdout.splitlines()[-1]
+    count, _, command = hint.partition(" more: ")
+    assert (0, "30") == (result.returncode, count)
+    rest = lifecycle(*shlex.split(command)[1:], "--format", "json", cwd=tmp_path)
+    assert list(range(101, 131)) == [a["seq"] for a in json.loads(rest.stdout)]
 
 
 def test_replay_table_shows_state_counts_outcomes_and_anomalies(
