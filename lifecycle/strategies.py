@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from ._convert import SPECS, format_time
 from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle
+from .errors import InvalidArgument
 
 __all__ = [
     "any_payloads",
@@ -62,8 +63,24 @@ JSON = st.recursive(
 """Any JSON value (what unknown fields may hold)."""
 
 
+def _known(value: object, names: Mapping[str, object], what: str) -> None:
+    """Refuse, when the strategy is built, a name that is not one of ``names``."""
+    if value not in names:
+        raise InvalidArgument(f"unknown {what} {value!r}; known: {', '.join(names)}")
+
+
+def _count(value: object, name: str, least: int) -> None:
+    if type(value) is not int or value < least:
+        raise InvalidArgument(f"{name} must be an integer of at least {least}, not {value!r}")
+
+
 def webhook_types(lifecycle: str | None = None) -> st.SearchStrategy[str]:
-    """Known webhook types, of one lifecycle or of all."""
+    """Known webhook types, of one lifecycle or of all.
+
+    Raises :class:`~lifecycle.InvalidArgument` for a lifecycle that does not exist.
+    """
+    if lifecycle is not None:
+        _known(lifecycle, LIFECYCLES, "lifecycle")
     types = LIFECYCLES[lifecycle].definition.webhooks if lifecycle else WEBHOOK_TYPES
     return st.sampled_from(sorted(types))
 
@@ -74,19 +91,30 @@ def _key(lc: Lifecycle, ids: Mapping[str, str] | None) -> st.SearchStrategy[dict
     return st.fixed_dictionaries({f: given.get(f, _ID) for f in fields})
 
 
-@st.composite
 def payloads(
-    draw: st.DrawFn,
     webhook_type: str | None = None,
     ids: Mapping[str, str] | None = None,
     *,
     unknown_fields: bool = False,
-) -> Payload:
+) -> st.SearchStrategy[Payload]:
     """One valid payload of ``webhook_type`` (any type when None).
 
     ``ids`` fixes key fields (wire names: ``meetingId`` ...); optional fields are drawn
-    or left out, and ``unknown_fields`` adds keys the class does not know.
+    or left out, and ``unknown_fields`` adds keys the class does not know. Raises
+    :class:`~lifecycle.InvalidArgument` for an unknown webhook type.
     """
+    if webhook_type is not None:
+        _known(webhook_type, WEBHOOK_TYPES, "webhook type")
+    return _payloads(webhook_type, ids, unknown_fields)
+
+
+@st.composite
+def _payloads(
+    draw: st.DrawFn,
+    webhook_type: str | None,
+    ids: Mapping[str, str] | None,
+    unknown_fields: bool,
+) -> Payload:
     w = webhook_type or draw(webhook_types())
     spec = SPECS[w]
     data: dict[str, Any] = draw(_key(WEBHOOK_TYPES[w], ids))
@@ -104,19 +132,28 @@ def any_payloads() -> st.SearchStrategy[Payload]:
     return payloads(unknown_fields=True) | payloads()
 
 
-@st.composite
 def lifecycle_events(
-    draw: st.DrawFn,
     lifecycle: str,
     ids: Mapping[str, str] | None = None,
     *,
     max_events: int = 12,
-) -> list[Payload]:
+) -> st.SearchStrategy[list[Payload]]:
     """A valid sequence of payloads for one resource: a walk along the lifecycle's edges.
 
     The walk starts in ``idle`` and may stop anywhere; restarts (new recordings,
     rejoins) happen, and a new cycle of a recorder carries a new ``id`` when ids are sent.
+    Raises :class:`~lifecycle.InvalidArgument` for an unknown lifecycle or a
+    ``max_events`` below 1.
     """
+    _known(lifecycle, LIFECYCLES, "lifecycle")
+    _count(max_events, "max_events", 1)
+    return _lifecycle_events(lifecycle, ids, max_events)
+
+
+@st.composite
+def _lifecycle_events(
+    draw: st.DrawFn, lifecycle: str, ids: Mapping[str, str] | None, max_events: int
+) -> list[Payload]:
     lc = LIFECYCLES[lifecycle]
     d = lc.definition
     key = draw(_key(lc, ids))
@@ -161,14 +198,20 @@ _SCOPED = [n for n, lc in LIFECYCLES.items() if lc.definition.session_scoped]
 _OWN = [n for n, lc in LIFECYCLES.items() if not lc.definition.session_scoped and n != "session"]
 
 
-@st.composite
-def session_events(draw: st.DrawFn, max_resources: int = 6) -> list[Payload]:
+def session_events(max_resources: int = 6) -> st.SearchStrategy[list[Payload]]:
     """A valid stream of one meeting session and its resources, interleaved.
 
     ``session-started`` comes first and ``session-ended`` after every start event of
     the session's resources; merge recordings, resources and AI-deployment sessions
     (not scoped to a session) may come at any time. Every resource has its own key.
+    Raises :class:`~lifecycle.InvalidArgument` for a negative ``max_resources``.
     """
+    _count(max_resources, "max_resources", 0)
+    return _session_events(max_resources)
+
+
+@st.composite
+def _session_events(draw: st.DrawFn, max_resources: int) -> list[Payload]:
     meeting = {"meetingId": draw(_ID), "sessionId": draw(_ID)}
     names = draw(st.lists(st.sampled_from(_SCOPED + _OWN), max_size=max_resources))
     # recording, livestream and HLS are keyed by the session: one of each per session
@@ -197,16 +240,34 @@ def session_events(draw: st.DrawFn, max_resources: int = 6) -> list[Payload]:
     return draw(_interleave([stream, *own]))
 
 
-@st.composite
 def perturbed(
-    draw: st.DrawFn,
     events: st.SearchStrategy[list[T]],
     *,
     shuffle: bool = True,
     duplicate: bool = True,
     drop: bool = True,
+) -> st.SearchStrategy[list[T]]:
+    """``events`` as a real receiver may see them: reordered, redelivered, lost.
+
+    ``events`` is a strategy of lists (``session_events()``, or ``st.just(my_list)``);
+    anything else raises :class:`~lifecycle.InvalidArgument`.
+    """
+    if not isinstance(events, st.SearchStrategy):
+        raise InvalidArgument(
+            "perturbed takes a strategy of lists of events, such as session_events() or "
+            f"st.just(events), not a {type(events).__name__}"
+        )
+    return _perturbed(events, shuffle, duplicate, drop)
+
+
+@st.composite
+def _perturbed(
+    draw: st.DrawFn,
+    events: st.SearchStrategy[list[T]],
+    shuffle: bool,
+    duplicate: bool,
+    drop: bool,
 ) -> list[T]:
-    """``events`` as a real receiver may see them: reordered, redelivered, lost."""
     out = list(draw(events))
     if drop and out:
         keep = draw(st.lists(st.booleans(), min_size=len(out), max_size=len(out)))

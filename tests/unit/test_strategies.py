@@ -10,7 +10,14 @@ import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
-from lifecycle import LIFECYCLES, WEBHOOK_TYPES, InvalidEvent, dump_event, parse_event
+from lifecycle import (
+    LIFECYCLES,
+    WEBHOOK_TYPES,
+    InvalidArgument,
+    InvalidEvent,
+    dump_event,
+    parse_event,
+)
 from lifecycle import strategies as vs
 
 
@@ -102,3 +109,24 @@ def test_garbage_is_never_a_valid_event(payload: Any) -> None:
     """Garbage is rejected by the parser with InvalidEvent."""
     with pytest.raises(InvalidEvent):
         parse_event(payload)
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: vs.lifecycle_events("recordings"), ["unknown lifecycle 'recordings'", "hls"]),
+        (lambda: vs.webhook_types("video"), ["unknown lifecycle 'video'", "recording"]),
+        (lambda: vs.payloads("recording-began"), ["unknown webhook type", "recording-started"]),
+        (lambda: vs.lifecycle_events("hls", max_events=0), ["max_events", "at least 1"]),
+        (lambda: vs.session_events(max_resources=-1), ["max_resources", "at least 0"]),
+        (lambda: vs.perturbed([{"webhookType": "x"}]), ["strategy of lists", "not a list"]),  # type: ignore[arg-type]
+    ],
+)
+def test_wrong_arguments_are_refused_when_the_strategy_is_built(
+    build: Callable[[], object], words: list[str]
+) -> None:
+    """A wrong argument raises InvalidArgument at once, naming the valid values, instead of
+    a KeyError or AttributeError from inside a test's first draw."""
+    with pytest.raises(InvalidArgument) as info:
+        build()
+    assert all(w in str(info.value) for w in words), str(info.value)
