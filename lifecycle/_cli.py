@@ -685,7 +685,8 @@ def serve_command(
         from .server import ServerConfig, serve
     except ImportError as e:
         raise CliError(
-            "lifecycle serve needs the server extra: pip install 'videosdk-lifecycle[server]'"
+            "lifecycle serve needs the server extra: pip install -e '.[server]' in lifecycle's "
+            "checkout"
         ) from e
     try:
         pem = (

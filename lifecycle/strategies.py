@@ -1,7 +1,8 @@
 """Hypothesis strategies for VideoSDK webhooks, for testing your own handlers.
 
-Install with ``pip install videosdk-lifecycle[testing]``. Everything is derived from
-the lifecycle registry, so the streams follow exactly the edges the engine knows::
+Install with the ``testing`` extra (``pip install -e '.[testing]'`` in the checkout).
+Everything is derived from the lifecycle registry, so the streams follow exactly the
+edges the engine knows::
 
     from hypothesis import given
     from lifecycle import strategies as vs

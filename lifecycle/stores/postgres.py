@@ -50,7 +50,8 @@ class PostgresStore(SqlStore):
     def __init__(self, url: str, *, history_limit: int = 100) -> None:
         if psycopg is None:  # pragma: no cover - an install without the extra
             raise StoreUnavailable(
-                "PostgreSQL needs psycopg: pip install 'videosdk-lifecycle[postgresql]'"
+                "PostgreSQL needs psycopg, the postgresql extra: pip install -e '.[postgresql]' "
+                "in lifecycle's checkout"
             )
         self.errors = (psycopg.Error,)
         super().__init__(url, history_limit=history_limit)
