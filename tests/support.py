@@ -119,7 +119,7 @@ def sign(key: rsa.RSAPrivateKey, body: bytes) -> dict[str, str]:
 
 
 _SERVERS = itertools.count()
-_RUNNING_ON = re.compile(r"Uvicorn running on http://[^\s]+:(\d+) ")
+_RUNNING_ON = re.compile(r'"message":"serving","url":"http://[^"]+:(\d+)"')
 
 
 class Server:

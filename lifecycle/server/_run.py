@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import socket
 import sys
 from typing import Any
 
@@ -11,6 +12,7 @@ import orjson
 import uvicorn
 
 from .._engine import Engine
+from ..errors import ConfigError
 from ..stores._sql import redact
 from ._app import create_app
 from ._config import ServerConfig
@@ -73,8 +75,9 @@ def _warn_about_exposure(config: ServerConfig) -> None:
 def serve(config: ServerConfig) -> None:
     """Run the server until SIGINT or SIGTERM; in-flight requests are finished first.
 
-    Raises :class:`ConfigError` for settings that cannot work and
-    :class:`StoreUnavailable` when the database cannot be opened, before binding.
+    Raises :class:`ConfigError` for settings that cannot work (the address cannot be
+    listened on included) and :class:`StoreUnavailable` when the database cannot be
+    opened, before it serves anything.
 
     .. versionadded:: 0.1
     """
@@ -84,13 +87,15 @@ def serve(config: ServerConfig) -> None:
     # interval, each return waits behind the event loop's request work, and a batch's
     # half-dozen calls add up to its latency (the webhooks of a batch wait for it).
     sys.setswitchinterval(SWITCH_INTERVAL)
+    sock = _listen(config.host, config.port)  # a busy port is an error, before any log line
+    port = sock.getsockname()[1]
     logging.config.dictConfig(_log_config(config.log_level))
     _warn_about_exposure(config)
     log.info(
         "serving",
         extra={
             "fields": {
-                "url": f"http://{config.host}:{config.port}",
+                "url": f"http://{config.host}:{port}",
                 "db": redact(config.db),
                 "signatures": "not verified" if config.public_key is None else "verified",
                 "read_token": bool(config.token),
@@ -102,11 +107,20 @@ def serve(config: ServerConfig) -> None:
         uvicorn.Config(
             app,
             host=config.host,
-            port=config.port,
+            port=port,
             log_config=None,
             access_log=False,
             log_level=config.log_level,
             timeout_graceful_shutdown=30,
             lifespan="on",
         )
-    ).run()
+    ).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port``; :class:`ConfigError` when it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None

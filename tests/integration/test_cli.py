@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -696,6 +697,19 @@ def test_serve_refuses_unsafe_or_broken_settings(
     assert_error(
         lifecycle("serve", "--db", "s.db", "--port", "1", *args, cwd=tmp_path, env=env), *words
     )
+
+
+def test_serve_on_a_busy_port_is_one_error_line(tmp_path: Path) -> None:
+    """A port another program listens on: one error line naming it, status 2, and no
+    "serving" line before it."""
+    pytest.importorskip("lifecycle.server")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = lifecycle(
+            "serve", "--db", "s.db", "--insecure-no-signature", "--port", str(port), cwd=tmp_path
+        )
+    assert_error(result, f"cannot listen on 127.0.0.1:{port}")
+    assert "serving" not in result.stderr
 
 
 # -- help --------------------------------------------------------------------------------
