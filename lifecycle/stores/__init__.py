@@ -11,6 +11,7 @@ that PostgreSQL's driver is loaded only for PostgreSQL.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,13 +41,16 @@ BACKENDS: dict[str, str] = {
 """URL scheme -> ``module:class`` of its backend. A URL without a scheme is a SQLite path."""
 
 
-def open_store(url: str | os.PathLike[str], **options: Any) -> Store:
+def open_store(url: str | os.PathLike[str], *, read_only: bool = False, **options: Any) -> Store:
     """The store at ``url``, created or migrated as needed.
 
     ``options`` go to the backend's ``from_url`` (``history_limit`` for every one,
-    ``synchronous`` for SQLite). Raises :class:`~lifecycle.errors.InvalidArgument` for
-    a URL of no known scheme, :class:`~lifecycle.errors.StoreUnavailable` when the
-    database cannot be opened.
+    ``synchronous`` for SQLite). ``read_only`` opens an existing database for queries
+    only, without creating or migrating it, on a backend whose ``from_url`` takes
+    ``read_only`` (SQLite: a missing file raises ``StoreUnavailable``); the others open
+    as usual. Raises :class:`~lifecycle.errors.InvalidArgument` for a URL of no known
+    scheme, :class:`~lifecycle.errors.StoreUnavailable` when the database cannot be
+    opened.
     """
     text = os.fspath(url)
     scheme = urlsplit(text).scheme if "://" in text else "sqlite"
@@ -58,5 +62,7 @@ def open_store(url: str | os.PathLike[str], **options: Any) -> Store:
         )
     module, _, name = target.partition(":")
     backend: Any = getattr(importlib.import_module(module), name)
+    if read_only and "read_only" in inspect.signature(backend.from_url).parameters:
+        options["read_only"] = True
     store: Store = backend.from_url(text, **options)
     return store

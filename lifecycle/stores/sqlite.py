@@ -5,6 +5,9 @@ writer, so sequence numbers come from the log's own high-water mark. The writer 
 the resources it loaded or wrote between transactions, for as long as no other
 connection has committed to the file (``PRAGMA data_version``): a receiver that is the
 file's only writer reads each resource back from the database once.
+
+Opened ``read_only``, it reads an existing file and never writes it, in a folder it may
+not write to as well.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from urllib.parse import unquote, urlsplit
 
 from .._records import FeedResult, ResourceRef
 from ..errors import InvalidArgument, StoreUnavailable
-from ._sql import Kept, SqlStore, _SqlBatch
+from ._sql import SCHEMA_VERSION, Kept, SqlStore, _SqlBatch
 
 __all__ = ["SqliteStore", "sqlite_path"]
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# the primary result codes that refuse the values given: TOOBIG, CONSTRAINT, MISMATCH,
+# RANGE; every other one (BUSY, FULL, IOERR, READONLY, CANTOPEN ...) may pass
+_REFUSALS = frozenset({18, 19, 20, 25})
 
 
 def sqlite_path(url: str) -> str | None:
@@ -36,12 +42,18 @@ def sqlite_path(url: str) -> str | None:
     return "" if path == ":memory:" else path
 
 
+def _open(uri: str) -> sqlite3.Connection:
+    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+
+
 class SqliteStore(SqlStore):
     """A store in one SQLite file (``path``; ``""`` for an in-memory database).
 
     ``synchronous`` is SQLite's pragma (WAL and ``NORMAL``: a power cut may lose the
     last commits, never corrupt the file). ``cache_size`` caps the resources the writer
-    keeps between transactions.
+    keeps between transactions. ``read_only`` opens an existing file, of this release's
+    schema, for queries only (:class:`StoreUnavailable` when it is missing; a write fails
+    with it too); it does not apply to an in-memory database.
     """
 
     no_limit = -1
@@ -55,6 +67,7 @@ class SqliteStore(SqlStore):
         history_limit: int = 100,
         synchronous: str = "NORMAL",
         cache_size: int = 50_000,
+        read_only: bool = False,
     ) -> None:
         self.path = str(path)
         if synchronous.upper() not in _SYNCHRONOUS:
@@ -66,6 +79,11 @@ class SqliteStore(SqlStore):
             raise StoreUnavailable(
                 f"cannot open {url or self.path}: folder {Path(self.path).parent} does not exist"
             )
+        self.read_only = read_only and bool(self.path)
+        if self.read_only and not Path(self.path).is_file():
+            raise StoreUnavailable(
+                f"cannot open {url or self.path}: database {self.path} does not exist"
+            )
         self.synchronous = synchronous.upper()
         self.cache_size = cache_size
         self._cache: OrderedDict[ResourceRef, Kept | None] = OrderedDict()
@@ -75,16 +93,25 @@ class SqliteStore(SqlStore):
 
     @classmethod
     def from_url(
-        cls, url: str, *, history_limit: int = 100, synchronous: str = "NORMAL"
+        cls,
+        url: str,
+        *,
+        history_limit: int = 100,
+        synchronous: str = "NORMAL",
+        read_only: bool = False,
     ) -> SqliteStore:
         """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://`` (in memory)
         or a bare path."""
         path = sqlite_path(url)
         if path is None:
             raise InvalidArgument(f"not a SQLite URL: {url!r}")
-        return cls(path, url=url, history_limit=history_limit, synchronous=synchronous)
+        return cls(
+            path, url=url, history_limit=history_limit, synchronous=synchronous, read_only=read_only
+        )
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return self._connect_read_only()
         conn = sqlite3.connect(
             self.path or ":memory:", isolation_level=None, check_same_thread=False
         )
@@ -94,15 +121,63 @@ class SqliteStore(SqlStore):
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         return conn
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A connection that cannot write. Where the file and its folder are writable, an
+        ordinary one with ``query_only`` (it removes its WAL files on close); elsewhere
+        ``mode=ro``, which reads a WAL file through its ``-shm``; and when there is no
+        ``-shm`` and none can be made (no writer has the file open, nor can open it: no
+        one may write in the folder) ``immutable=1``, which reads the file as it is."""
+        path = Path(self.path).resolve()
+        if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+            conn = _open(f"{path.as_uri()}?mode=rw")
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            conn = _open(f"{path.as_uri()}?mode=ro")
+            try:
+                conn.execute("PRAGMA schema_version")
+            except sqlite3.OperationalError as e:
+                conn.close()
+                no_shm = e.sqlite_errorcode == sqlite3.SQLITE_READONLY_DIRECTORY
+                if not no_shm or Path(f"{path}-wal").exists():
+                    raise
+                conn = _open(f"{path.as_uri()}?immutable=1")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def _migrate(self, conn: Any) -> int:
+        if not self.read_only:
+            return super()._migrate(conn)
+        tables = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'lifecycle_meta'")
+        found = (
+            tables.fetchone()
+            and conn.execute(
+                "SELECT value FROM lifecycle_meta WHERE name = 'schema_version'"
+            ).fetchone()
+        )
+        version = int(found[0]) if found else 0
+        if version != SCHEMA_VERSION:
+            has = f"schema version {version}" if version else "no lifecycle tables"
+            raise StoreUnavailable(
+                f"cannot read {self.url}: it has {has}, this release reads version "
+                f"{SCHEMA_VERSION} (open it once for writing to create or migrate them)"
+            )
+        return version
+
     @contextmanager
     def _begin(self, conn: Any, exclusive: bool, pipeline: bool) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+        conn.execute("BEGIN IMMEDIATE" if exclusive and not self.read_only else "BEGIN")
         try:
             yield
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _refused(self, error: Exception) -> bool:
+        code = getattr(error, "sqlite_errorcode", None)
+        return isinstance(error, sqlite3.DataError | sqlite3.IntegrityError) or (
+            code is not None and code & 0xFF in _REFUSALS
+        )
 
     def _next_seqs(self, conn: Any, n: int) -> list[int]:
         # BEGIN IMMEDIATE holds the write lock: no one else numbers events meanwhile

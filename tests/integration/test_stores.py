@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import subprocess
 import sys
+import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -35,6 +40,7 @@ from lifecycle import (
 )
 from lifecycle import strategies as vs
 from lifecycle._convert import encode_payload
+from lifecycle.stores import open_store
 from lifecycle.stores._sql import MIGRATIONS
 
 from support import STORES, Clock, load_examples, postgres_or_skip, reset_postgres
@@ -615,6 +621,110 @@ def test_bad_urls_are_named(tmp_path: Path) -> None:
         Engine.open("mysql://x")
     with pytest.raises(StoreUnavailable, match="does not exist"):
         Engine.open(tmp_path / "no" / "such" / "dir.db")
+
+
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
+def test_read_only_opening_reads_what_was_written(store_url: str | None) -> None:
+    """open_store(url, read_only=True) reads a filled database (memory and PostgreSQL
+    open as usual); a read-only SQLite store refuses to write and leaves no file behind."""
+    url = store_url or "memory://"
+    with closing(Engine.open(url)) as writer:
+        writer.feed_many(load_examples())
+        expected = (states(writer), [summary(a) for a in writer.anomalies()])
+    files = sorted(Path(urlsplit(url).path[1:]).parent.iterdir()) if "sqlite" in url else []
+    with closing(Engine(open_store(url, read_only=True))) as reader:
+        if url != "memory://":
+            assert expected == (states(reader), [summary(a) for a in reader.anomalies()])
+        if "sqlite" in url:
+            with pytest.raises(StoreUnavailable, match="readonly"):
+                reader.feed(load_examples()[0])
+    if "sqlite" in url:
+        assert files == sorted(Path(urlsplit(url).path[1:]).parent.iterdir())
+
+
+def test_read_only_opening_refuses_a_missing_or_older_sqlite_file(tmp_path: Path) -> None:
+    """A missing file is an error naming it, and is not created; a database of another
+    schema version is an error, and is not migrated."""
+    with pytest.raises(StoreUnavailable, match=r"database .*missing\.db does not exist"):
+        open_store(tmp_path / "missing.db", read_only=True)
+    assert [] == list(tmp_path.iterdir())
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    conn.execute("CREATE TABLE lifecycle_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO lifecycle_meta VALUES ('schema_version', '1')")
+    conn.close()
+    content = old.read_bytes()
+    with pytest.raises(StoreUnavailable, match="schema version 1, this release reads"):
+        open_store(f"sqlite:///{old}", read_only=True)
+    assert (content, [old]) == (old.read_bytes(), list(tmp_path.iterdir()))
+
+
+@contextmanager
+def read_only_folder() -> Iterator[tuple[Path, list[str]]]:
+    """A folder, and the command prefix of a process that may read but not write in it.
+
+    Root writes anywhere: under root the process runs as ``nobody`` (``setpriv``) in a
+    folder of root's; otherwise the folder is made read-only (mode 555) when the test
+    has filled it.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="lifecycle-ro-"))
+    folder.chmod(0o755)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        probe = [*prefix, sys.executable, "-c", "import lifecycle"]
+        if subprocess.run(probe, cwd=folder, capture_output=True, check=False).returncode:
+            shutil.rmtree(folder)
+            pytest.skip("running as root, and nobody cannot run lifecycle here (setpriv)")
+    try:
+        yield folder, prefix
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+READ = (
+    "import sys\n"
+    "from lifecycle import Engine\n"
+    "from lifecycle.stores import open_store\n"
+    "engine = Engine(open_store(sys.argv[1], read_only=True))\n"
+    "print(engine.events_fed, len(engine.resources()))\n"
+)
+
+
+def read_as(prefix: list[str], folder: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, sys.executable, "-c", READ, str(path)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_read_only_opening_in_a_folder_one_may_not_write() -> None:
+    """In a folder the reader may not write: a closed WAL database is read (no -shm
+    can be made), one a writer holds open is read with the writer's last commit, and a
+    missing one is an error saying so."""
+    with read_only_folder() as (folder, prefix):
+        path = folder / "lifecycle.db"
+        with closing(Engine.open(path)) as engine:
+            engine.feed_many(load_examples())
+        path.chmod(0o444 if not prefix else 0o644)
+        if not prefix:
+            folder.chmod(0o555)
+        assert ("41 11\n", "") == (read_as(prefix, folder, path).stdout, "")
+        missing = read_as(prefix, folder, folder / "missing.db")
+        assert "database" in missing.stderr
+        assert "missing.db does not exist" in missing.stderr
+        if prefix:  # only root may still write here: a writer holding the file open
+            path.chmod(0o644)
+            with closing(Engine.open(path)) as writer:
+                writer.feed(load_examples()[0])
+                assert Path(f"{path}-shm").exists()
+                result = read_as(prefix, folder, path)
+                assert ("42 11\n", "") == (result.stdout, result.stderr)
 
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
