@@ -36,6 +36,7 @@ from ._records import FeedResult, ResourceKey, ResourceStatus
 from ._simulate import stream
 from ._version import __version__
 from .errors import LifecycleError
+from .stores import open_store
 from .stores.sqlite import sqlite_path
 
 __all__ = ["main"]
@@ -266,12 +267,17 @@ def _state_counts(statuses: Iterable[ResourceStatus]) -> Table:
 # -- the engine --------------------------------------------------------------------------
 
 
-def _open_engine(db: str, must_exist: bool = False) -> closing[Engine]:
-    """``Engine.open(db)``, closed on exit; ``must_exist`` refuses a missing SQLite file."""
+def _open_engine(db: str, read_only: bool = False) -> closing[Engine]:
+    """``Engine.open(db)``, closed on exit; ``read_only`` (the queries) opens an existing
+    database for reading only, a missing SQLite file being an error."""
+    if not read_only:
+        return closing(Engine.open(db))
     path = sqlite_path(db)
-    if must_exist and path and not Path(path).exists():
-        raise CliError(f"no database at {db} (give --db, or fill it with lifecycle replay)")
-    return closing(Engine.open(db))
+    if path and not Path(path).exists():
+        raise CliError(
+            f"database {db} does not exist (give --db, or fill it with lifecycle replay)"
+        )
+    return closing(Engine(open_store(db, read_only=True)))
 
 
 # -- replay ------------------------------------------------------------------------------
@@ -483,7 +489,7 @@ def status(
     if resource:
         _show_resource(db, resource[0], resource[1:], fmt)
         return
-    with _open_engine(db, must_exist=True) as engine:
+    with _open_engine(db, read_only=True) as engine:
         found = engine.resources(lifecycle_name, meeting, session, state, limit=limit)
     if fmt == "json":
         _print_json([status_json(s, history=False) for s in found])
@@ -492,7 +498,7 @@ def status(
 
 
 def _show_resource(db: str, name: str, key: tuple[str, ...], fmt: str) -> None:
-    with _open_engine(db, must_exist=True) as engine:
+    with _open_engine(db, read_only=True) as engine:
         found = engine.status(name, *key)
     if found is None:
         raise CliError(f"no {name} with key {'/'.join(key)}")
@@ -530,7 +536,7 @@ def anomalies(
     fmt: str,
 ) -> None:
     """List the events that were not a clean applied, in feed order."""
-    with _open_engine(db, must_exist=True) as engine:
+    with _open_engine(db, read_only=True) as engine:
         found = engine.anomalies(
             lifecycle_name, outcome, meeting, session, after=after, limit=limit
         )

@@ -10,12 +10,14 @@ import os
 import pty
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -43,12 +45,17 @@ HLS_START = b'{"webhookType": "hls-starting", "data": {"meetingId": "m", "sessio
 
 
 def lifecycle(
-    *args: str | Path, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None
+    *args: str | Path,
+    cwd: Path,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m lifecycle ARGS`` in ``cwd``, with none of its variables set unless given."""
+    """``python -m lifecycle ARGS`` in ``cwd``, with none of its variables set unless given
+    (``prefix``: the command that runs it, e.g. as another user)."""
     clean = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     result = subprocess.run(
-        [sys.executable, "-m", "lifecycle", *map(str, args)],
+        [*prefix, sys.executable, "-m", "lifecycle", *map(str, args)],
         cwd=cwd,
         input=stdin,
         capture_output=True,
@@ -498,6 +505,61 @@ def test_queries_do_not_create_a_missing_database(tmp_path: Path, command: str) 
     """Querying a database file that does not exist is an error, and does not create it."""
     assert_error(lifecycle(command, "--db", "typo.db", cwd=tmp_path), "typo.db")
     assert not (tmp_path / "typo.db").exists()
+
+
+@pytest.fixture
+def read_only_folder() -> Iterator[tuple[Path, list[str]]]:
+    """A folder, and the command prefix of a process that may read but not write in it.
+
+    Root writes anywhere: under root the process runs as ``nobody`` (``setpriv``) in a
+    folder of root's; otherwise the test makes the folder read-only once it has filled it
+    (``seal``).
+    """
+    folder = Path(tempfile.mkdtemp(prefix="lifecycle-ro-"))
+    folder.chmod(0o755)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        probe = [*prefix, sys.executable, "-c", "import lifecycle"]
+        if subprocess.run(probe, cwd=folder, capture_output=True, check=False).returncode:
+            shutil.rmtree(folder)
+            pytest.skip("running as root, and nobody cannot run lifecycle here (setpriv)")
+    try:
+        yield folder, prefix
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+def seal(folder: Path, prefix: list[str]) -> None:
+    """Make ``folder`` one its reader may not write to (already so for ``nobody``)."""
+    if not prefix:
+        folder.chmod(0o555)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["anomalies", "--outcome", "illegal"],
+        ["status", "hls", "jvsg-8rjn-j304", "613731342f27f56e4fc4b6d0"],
+    ],
+)
+def test_queries_read_a_database_in_a_folder_they_may_not_write(
+    read_only_folder: tuple[Path, list[str]], args: list[str]
+) -> None:
+    """status and anomalies read an existing database in a read-only folder, as they
+    read it elsewhere; a missing one there is an error saying it does not exist."""
+    folder, prefix = read_only_folder
+    path = folder / "examples.db"
+    assert 0 == lifecycle("replay", "--db", path, EXAMPLES_FILE, cwd=folder).returncode
+    expected = lifecycle(*args, "--db", path, "--format", "json", cwd=folder)
+    seal(folder, prefix)
+    result = lifecycle(*args, "--db", path, "--format", "json", cwd=folder, prefix=prefix)
+    assert (0, "", expected.stdout) == (result.returncode, result.stderr, result.stdout)
+    missing = lifecycle(*args, "--db", "typo.db", cwd=folder, prefix=prefix)
+    assert_error(missing, "database typo.db does not exist")
+    assert ["examples.db"] == [p.name for p in folder.iterdir()]
 
 
 # -- anomalies ---------------------------------------------------------------------------
