@@ -52,6 +52,7 @@ from .errors import (
     LifecycleError,
     LifecycleViolation,
     LogPruned,
+    StoreRefused,
     StoreUnavailable,
 )
 from .stores._sql import SCHEMA_VERSION
@@ -90,6 +91,7 @@ __all__ = [
     "ResourceStatus",
     "SessionEvent",
     "Step",
+    "StoreRefused",
     "StoreUnavailable",
     "TranscriptionEvent",
     "UnknownEvent",

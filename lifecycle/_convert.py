@@ -36,6 +36,13 @@ __all__ = [
 
 Payload = Mapping[str, Any] | str | bytes | bytearray | memoryview
 TAG, ALIAS = "webhookType", "type"
+MAX_KEY_LENGTH = 100
+"""The most characters a key field may hold: every key fits a database index (a
+PostgreSQL B-tree row holds about 2.7 kB; four key fields of 100 characters, each at
+most 6 bytes once escaped in JSON, stay under it)."""
+MAX_DEPTH = 64
+"""How deep ``data`` may nest objects and arrays (``data`` itself is level 1): stores and
+pages write ``data`` back as JSON, nested further, and orjson stops at 254 levels."""
 _BASE = {"extra", "envelope", "tag_key", "warnings"}
 
 
@@ -137,12 +144,14 @@ SPECS: dict[str, _Spec] = {
 
 
 def inspect_data(
-    spec: _Spec, data: object
+    spec: _Spec, data: object, nested: bool = True
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """Check ``data``: its key values, warnings, and the wire names of invalid fields.
 
-    Raises :class:`InvalidEvent` when ``data`` is not an object or a key field is
-    missing, not a string, empty, or holds a NUL character.
+    Raises :class:`InvalidEvent` when ``data`` is not an object, nests deeper than
+    :data:`MAX_DEPTH`, or a key field is missing, not a string, empty, longer than
+    :data:`MAX_KEY_LENGTH` or holds a NUL character. ``nested=False`` says that the
+    payload cannot nest that deep (the caller counted its brackets): no need to look.
     """
     if type(data) is not dict:
         if not isinstance(data, Mapping):
@@ -154,10 +163,19 @@ def inspect_data(
         if spec.single:
             key = (key,)
         # join raises TypeError unless every key value is a string; NUL no database keeps
-        if "" in key or "\x00" in "".join(key):
+        joined = "".join(key)
+        if (
+            "" in key
+            or "\x00" in joined
+            or (len(joined) > MAX_KEY_LENGTH and max(map(len, key)) > MAX_KEY_LENGTH)
+        ):
             raise TypeError
     except (KeyError, TypeError):
         _check_key(spec, data)
+    if nested and _too_deep(data):
+        raise InvalidEvent(
+            f"{spec.webhook_type}: data nests objects or arrays more than {MAX_DEPTH} levels deep"
+        )
     warnings: tuple[str, ...] = ()  # tuples: nothing is allocated when all is well
     bad: tuple[str, ...] = ()
     if len(data) > len(key):
@@ -180,7 +198,7 @@ def _check_key(spec: _Spec, data: Mapping[str, Any]) -> None:
     """Raise :class:`InvalidEvent` for the first invalid key field of ``data``."""
     for f in spec.key:
         v = data.get(f)
-        if not isinstance(v, str) or not v or "\x00" in v:
+        if not isinstance(v, str) or not v or "\x00" in v or len(v) > MAX_KEY_LENGTH:
             why = (
                 "is missing"
                 if v is None
@@ -189,8 +207,22 @@ def _check_key(spec: _Spec, data: Mapping[str, Any]) -> None:
                 else f"must be a string, got {_type_name(v)}"
                 if not isinstance(v, str)
                 else "contains a NUL character"
+                if "\x00" in v
+                else f"is longer than {MAX_KEY_LENGTH} characters ({len(v)})"
             )
             raise InvalidEvent(f"{spec.webhook_type}: data.{f} {why}")
+
+
+def _too_deep(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` nests mappings or sequences more than :data:`MAX_DEPTH` levels."""
+    stack: list[tuple[Mapping[str, Any] | list[Any] | tuple[Any, ...], int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        inner = value.values() if isinstance(value, Mapping) else value
+        stack.extend((v, depth + 1) for v in inner if isinstance(v, Mapping | list | tuple))
+    return False
 
 
 def decode(payload: Payload) -> tuple[Mapping[str, Any], str, str]:

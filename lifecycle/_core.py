@@ -16,7 +16,16 @@ from typing import Any, NamedTuple
 from orjson import JSONDecodeError
 from orjson import loads as _loads
 
-from ._convert import SPECS, TAG, Payload, _Spec, decode, encode_payload, inspect_data
+from ._convert import (
+    MAX_DEPTH,
+    SPECS,
+    TAG,
+    Payload,
+    _Spec,
+    decode,
+    encode_payload,
+    inspect_data,
+)
 from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle, Outcome, Step
 from ._records import (
     AFTER_SESSION_END,
@@ -180,8 +189,10 @@ def parse(payload: Payload) -> Parsed | Rejected:
             )
         return Rejected(Outcome.UNKNOWN_TYPE, f"unknown webhookType {tag!r}", tag, payload)
     data: Any = env.get("data")
+    # a payload with fewer brackets than MAX_DEPTH cannot nest deeper: no need to look
+    nested = type(payload) is not bytes or payload.count(b"{") + payload.count(b"[") > MAX_DEPTH
     try:
-        key, warnings, _ = inspect_data(route.spec, data)
+        key, warnings, _ = inspect_data(route.spec, data, nested)
     except InvalidEvent as e:
         return Rejected(Outcome.MALFORMED, str(e), tag, payload)
     if type(payload) is not bytes and type(payload) is not str:

@@ -23,7 +23,7 @@ from ._convert import Payload
 from ._core import Parsed, Rejected, Replay, parse, status_of, step
 from ._lifecycles import IDLE, LIFECYCLES, Lifecycle, Outcome
 from ._records import FeedResult, HistoryEntry, ResourceKey, ResourceStatus, snake
-from .errors import InvalidArgument, LifecycleViolation
+from .errors import InvalidArgument, LifecycleViolation, StoreUnavailable
 from .stores import AnomalyQuery, MemoryStore, ResourceQuery, Store, open_store
 
 __all__ = ["Engine"]
@@ -130,9 +130,30 @@ class Engine:
         items = list(map(parse, payloads))
         return self._feed(items) if items else []
 
-    def _feed(self, items: list[Parsed | Rejected]) -> list[FeedResult]:
+    def _feed(self, items: list[Parsed | Rejected], now: float | None = None) -> list[FeedResult]:
+        """Feed a batch; when it fails for any reason but an unavailable store (or a
+        strict engine's violation), feed its payloads one at a time, and store the one
+        that fails alone as ``malformed``, the failure its reason: a payload the store
+        cannot keep never fails the others, nor gets an error its sender would retry."""
+        if now is None:
+            now = self._clock()
+        try:
+            return self._feed_batch(items, now)
+        except (StoreUnavailable, LifecycleViolation):
+            raise
+        except Exception as e:
+            if len(items) > 1:
+                return [result for item in items for result in self._feed([item], now)]
+            (item,) = items
+            if type(item) is Rejected and item.reason.startswith(_UNSTORABLE):
+                raise  # not even the payload as it came can be kept
+            reason = f"{_UNSTORABLE}: {type(e).__name__}: {e}".replace("\x00", "\\x00")[:500]
+            log.warning("%s (payload stored as malformed)", reason)
+            rejected = Rejected(Outcome.MALFORMED, reason, item.webhook_type, item.payload)
+            return self._feed_batch([rejected], now)
+
+    def _feed_batch(self, items: list[Parsed | Rejected], now: float) -> list[FeedResult]:
         """The feed loop: parsed payloads stepped through the core in one batch."""
-        now = self._clock()
         window = self.redelivery_window
         since = None if window is None else now - window
         strict = self.strict
@@ -385,6 +406,9 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({type(self.store).__name__} at {self.store.url!r})"
+
+
+_UNSTORABLE = "the store cannot keep it as given"
 
 
 def _nul(*values: str | None) -> bool:

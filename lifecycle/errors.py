@@ -19,6 +19,7 @@ __all__ = [
     "LifecycleError",
     "LifecycleViolation",
     "LogPruned",
+    "StoreRefused",
     "StoreUnavailable",
 ]
 
@@ -66,6 +67,17 @@ class StoreUnavailable(LifecycleError, OSError):  # noqa: N818 - the condition u
     is back is safe (only a connection lost during the commit itself leaves it unknown
     whether the event was logged: then it may be logged twice, the second time as a
     duplicate).
+    """
+
+
+class StoreRefused(LifecycleError, ValueError):  # noqa: N818 - the condition users meet
+    """The database refused the values of a call (one it cannot hold: too long for an
+    index, out of a column's range): the same call fails again, however often retried.
+
+    Feeding never raises it: a payload the database refuses is stored as ``malformed``
+    with the refusal as its reason (see docs/classification.md).
+
+    .. versionadded:: 0.2
     """
 
 

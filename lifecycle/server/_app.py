@@ -29,7 +29,7 @@ from .._engine import Engine
 from .._json import result_json, status_json
 from .._lifecycles import LIFECYCLES
 from .._records import ResourceStatus
-from ..errors import InvalidArgument, StoreUnavailable
+from ..errors import InvalidArgument, StoreRefused, StoreUnavailable
 from ._config import ServerConfig, check
 from ._feeder import Engines, open_engines
 from ._metrics import AccessLog, Metrics
@@ -143,6 +143,7 @@ class Api:
         :class:`WebhookRefused`               401/413 counted by reason, logged
         ``HTTPException`` (ours, Starlette's) its own its headers (``Allow``, ...)
         :class:`InvalidArgument`              400
+        :class:`StoreRefused`                 400     logged (feeding never raises it)
         :class:`StoreUnavailable`             503     ``Retry-After: 5``, logged; a
                                                       webhook is counted as refused
         anything else                         500     logged by the ASGI server
@@ -153,6 +154,7 @@ class Api:
             WebhookRefused: self._webhook_refused,
             HTTPException: self._http_error,
             InvalidArgument: self._invalid_argument,
+            StoreRefused: self._store_refused,
             StoreUnavailable: self._store_unavailable,
             Exception: self._internal_error,
         }
@@ -171,6 +173,10 @@ class Api:
         return _error(exc.status_code, exc.detail, exc.headers)
 
     async def _invalid_argument(self, request: Request, exc: Exception) -> Response:
+        return _error(400, str(exc))
+
+    async def _store_refused(self, request: Request, exc: Exception) -> Response:
+        log.warning("the store refused a request: %s", exc)
         return _error(400, str(exc))
 
     async def _store_unavailable(self, request: Request, exc: Exception) -> Response:

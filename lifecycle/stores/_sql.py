@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .._convert import Payload, _dumps, decode, encode_payload
+from .._convert import MAX_KEY_LENGTH, Payload, _dumps, decode, encode_payload
 from .._core import Parsed, Rejected, digest_bytes, status_of, touched
 from .._lifecycles import LIFECYCLES, Outcome
 from .._records import (
@@ -34,7 +34,7 @@ from .._records import (
     Snapshot,
     utc,
 )
-from ..errors import InvalidEvent, LogPruned, StoreUnavailable
+from ..errors import InvalidEvent, LogPruned, StoreRefused, StoreUnavailable
 from ._base import AnomalyQuery, ResourceQuery, Stored
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "redact"]
@@ -180,11 +180,13 @@ def _data_of(payload: Payload) -> Mapping[str, Any]:
 
 
 def _ids(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The meeting and session ``data`` names, each when it could be a key (indexed)."""
     meeting, session = data.get("meetingId"), data.get("sessionId")
-    return (
-        meeting if isinstance(meeting, str) and "\x00" not in meeting else None,
-        session if isinstance(session, str) and "\x00" not in session else None,
-    )
+    return (meeting if _indexable(meeting) else None, session if _indexable(session) else None)
+
+
+def _indexable(value: object) -> bool:
+    return isinstance(value, str) and "\x00" not in value and len(value) <= MAX_KEY_LENGTH
 
 
 def key_text(key: ResourceKey) -> str:
@@ -350,7 +352,8 @@ class SqlStore(abc.ABC):
     no_limit: ClassVar[object] = None
     """What ``LIMIT ?`` reads as no limit."""
     errors: tuple[type[Exception], ...] = ()
-    """The driver's errors: they become :class:`StoreUnavailable`."""
+    """The driver's errors: :class:`StoreRefused` those that :meth:`_refused` names,
+    :class:`StoreUnavailable` the others."""
 
     def __init__(self, url: str, *, history_limit: int = 100) -> None:
         self.url = url
@@ -401,6 +404,11 @@ class SqlStore(abc.ABC):
     def _forget(self) -> None:  # noqa: B027
         """Drop whatever the backend keeps of the database between transactions."""
 
+    def _refused(self, error: Exception) -> bool:
+        """Whether the driver's ``error`` refuses the values given (retrying cannot
+        help), rather than saying that the database is unavailable (it may)."""
+        return False
+
     # -- connection and transactions -------------------------------------------------------
 
     def close(self) -> None:
@@ -420,14 +428,16 @@ class SqlStore(abc.ABC):
 
     @contextmanager
     def _transaction(self, exclusive: bool = False, pipeline: bool = False) -> Iterator[Any]:
-        """One transaction; a lost or failing database becomes :class:`StoreUnavailable`."""
+        """One transaction; a lost or failing database becomes :class:`StoreUnavailable`,
+        values it refuses :class:`StoreRefused`."""
         conn = self._connection()
         try:
             with self._begin(conn, exclusive, pipeline):
                 yield conn
         except self.errors as e:
             self.close()
-            raise StoreUnavailable(f"{redact(self.url)}: {type(e).__name__}: {e}".strip()) from e
+            text = f"{redact(self.url)}: {type(e).__name__}: {e}".strip()
+            raise (StoreRefused if self._refused(e) else StoreUnavailable)(text) from e
         except BaseException:
             self._forget()
             raise

@@ -31,6 +31,11 @@ _LOCKS = (
     "SELECT count(pg_advisory_xact_lock(k)) FROM "
     "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS locks"
 )
+# the SQLSTATE classes that refuse the values given: cardinality violation, data
+# exception, integrity constraint violation, program limit exceeded (an index row too
+# large); every other one (connection exception, insufficient resources, operator
+# intervention, ...) may pass
+_REFUSALS = frozenset({"21", "22", "23", "54"})
 _SEQS = "SELECT nextval('lifecycle_events_seq') FROM generate_series(1, %s)"
 
 
@@ -83,6 +88,10 @@ class PostgresStore(SqlStore):
                 with suppress(psycopg.Error):  # when the connection is gone, so is the work
                     conn.execute("ROLLBACK")
             raise
+
+    def _refused(self, error: Exception) -> bool:
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        return sqlstate[:2] in _REFUSALS
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")

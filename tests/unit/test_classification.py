@@ -11,15 +11,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lifecycle import (
     AFTER_SESSION_END,
     Engine,
     HistoryEntry,
+    InvalidEvent,
     Outcome,
     UnknownEvent,
+    parse_event,
 )
+from lifecycle._convert import MAX_DEPTH, MAX_KEY_LENGTH
 
 from support import Clock
 
@@ -726,3 +732,40 @@ def test_unknown_types(unknown: dict[str, Any] | str) -> None:
     assert 1 == engine.events_fed
     assert 0 == len(engine)
     assert [result] == engine.anomalies(outcome="unknown_type")
+
+
+# -- the limits every store can keep ---------------------------------------------------
+
+
+def _deep_recording(levels: int) -> bytes:
+    """A recording-started webhook whose ``data`` nests arrays ``levels`` deep in all."""
+    inner = b"[" * (levels - 1) + b"]" * (levels - 1)
+    return (
+        b'{"webhookType":"recording-started","data":{"meetingId":"m","sessionId":"s","x":%s}}'
+        % (inner or b"1")
+    )
+
+
+@given(levels=st.integers(1, 3 * MAX_DEPTH), form=st.sampled_from(["bytes", "text", "mapping"]))
+def test_data_nested_beyond_the_limit_is_malformed(levels: int, form: str) -> None:
+    raw = _deep_recording(levels)
+    payload: Any = {"bytes": raw, "text": raw.decode(), "mapping": orjson.loads(raw)}[form]
+    result = Engine().feed(payload)
+    assert (result.outcome is Outcome.MALFORMED) == (levels > MAX_DEPTH)
+    if levels > MAX_DEPTH:
+        assert result.reason == (
+            f"recording-started: data nests objects or arrays more than {MAX_DEPTH} levels deep"
+        )
+        with pytest.raises(InvalidEvent, match="levels deep"):
+            parse_event(payload)
+
+
+@given(length=st.integers(1, 3 * MAX_KEY_LENGTH), field=st.sampled_from(["meetingId", "sessionId"]))
+def test_a_key_field_beyond_the_limit_is_malformed(length: int, field: str) -> None:
+    data = {"meetingId": "m", "sessionId": "s", field: "é" * length}
+    result = Engine().feed({"webhookType": "session-started", "data": data})
+    assert (result.outcome is Outcome.MALFORMED) == (length > MAX_KEY_LENGTH)
+    if length > MAX_KEY_LENGTH:
+        assert result.reason == (
+            f"session-started: data.{field} is longer than {MAX_KEY_LENGTH} characters ({length})"
+        )
