@@ -388,6 +388,14 @@ class Engine:
 
     # -- the rest --------------------------------------------------------------------
 
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the store can take a batch now; a
+        failing connection is replaced and tried once more first (a health check).
+
+        .. versionadded:: 0.2
+        """
+        self.store.ping()
+
     def close(self) -> None:
         """Release the store's connections (a later call opens them again)."""
         self.store.close()

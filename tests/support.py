@@ -123,7 +123,8 @@ _RUNNING_ON = re.compile(r'"message":"serving","url":"http://[^"]+:(\d+)"')
 
 
 class Server:
-    """A ``lifecycle serve`` process on a loopback port, ready once ``/healthz`` answers.
+    """A ``lifecycle serve`` process on a loopback port, ready once ``/healthz`` answers
+    (200, or 503 when its store cannot be written).
 
     The port is the one the system gives the server (``--port 0``), read from its log:
     no other process can take it between a choice and the bind.
@@ -135,11 +136,12 @@ class Server:
         args: Sequence[str],
         env: Mapping[str, str] | None = None,
         timeout: float = 60,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.log = tmp / f"server-{os.getpid()}-{next(_SERVERS)}.log"
         self._log = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lifecycle", "serve", *args, "--port", "0"],
+            [*prefix, sys.executable, "-m", "lifecycle", "serve", *args, "--port", "0"],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=tmp,
@@ -155,9 +157,10 @@ class Server:
                 found = _RUNNING_ON.search(self.log.read_text(errors="replace"))
                 port = int(found[1]) if found else None
             try:
-                if port is not None and (
-                    200 == httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
-                ):
+                # any answer: the app has started (503 when its store cannot be written)
+                if port is not None and httpx.get(
+                    f"http://127.0.0.1:{port}/healthz", timeout=5
+                ).status_code in (200, 503):
                     return port
             except httpx.TransportError:
                 pass
@@ -175,3 +178,16 @@ class Server:
         code = self.proc.wait(60)
         self._log.close()
         return code
+
+
+def unprivileged(cwd: Path) -> list[str]:
+    """The command prefix of a process that file permissions apply to: ``nobody``
+    through ``setpriv`` under root (root ignores them), none otherwise; a skip when
+    ``nobody`` cannot run lifecycle here."""
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    probe = [*prefix, sys.executable, "-c", "import lifecycle"]
+    if subprocess.run(probe, cwd=cwd, capture_output=True, check=False).returncode:
+        pytest.skip("running as root, and nobody cannot run lifecycle here (setpriv)")
+    return prefix

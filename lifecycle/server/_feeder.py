@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .._engine import Engine
 from .._records import FeedResult
+from ..errors import StoreUnavailable
 from ..stores.sqlite import sqlite_path
 from ._signature import SignatureRefused, signature_problem
 
@@ -68,6 +69,11 @@ def _verify_and_feed(
     return [next(fed) if problem is None else problem for problem in problems]
 
 
+def _ping(engine: Engine) -> int:
+    engine.ping()
+    return engine.events_fed
+
+
 Queued = tuple[bytes, str | None, asyncio.Future[FeedResult]]
 """A webhook waiting for its batch: its body, its signature header, its answer."""
 
@@ -76,10 +82,21 @@ class GroupCommit:
     """Feeds webhooks in arrival order, each batch that queued up in one transaction.
 
     With a ``key``, each webhook's signature is checked first, on the writer's thread.
+    When the store fails, ``reader`` (another engine of the same database) closes its
+    connection too, so that both open afresh: a SQLite file that was read-only is
+    reopened writable once it is so again (a connection left open would keep the
+    process's view of it read-only).
     """
 
-    def __init__(self, writer: EngineThread, max_batch: int, key: rsa.RSAPublicKey | None) -> None:
+    def __init__(
+        self,
+        writer: EngineThread,
+        max_batch: int,
+        key: rsa.RSAPublicKey | None,
+        reader: EngineThread | None = None,
+    ) -> None:
         self._writer = writer
+        self._reader = reader
         self._max_batch = max_batch
         self._key = key
         self._queue: asyncio.Queue[Queued] = asyncio.Queue()
@@ -111,6 +128,8 @@ class GroupCommit:
                 for _, _, done in batch:
                     if not done.done():
                         done.set_exception(e)
+                if isinstance(e, StoreUnavailable) and self._reader is not None:
+                    await self._reader.call(Engine.close)
             else:
                 for (_, _, done), outcome in zip(batch, outcomes, strict=True):
                     if done.done():
@@ -141,11 +160,17 @@ class Engines:
     ) -> None:
         self._writer = writer
         self._reader = reader
-        self._feeder = GroupCommit(writer, max_batch, key)
+        self._feeder = GroupCommit(writer, max_batch, key, None if reader is writer else reader)
 
     async def feed(self, body: bytes, signature: str | None = None) -> FeedResult:
         """Feed one webhook body; see :meth:`GroupCommit.feed`."""
         return await self._feeder.feed(body, signature)
+
+    async def health(self) -> int:
+        """The number of events fed, once the writer has shown that it can take a batch
+        now (on its own thread: never behind the reads); :class:`StoreUnavailable`
+        when it cannot."""
+        return await self._writer.call(_ping)
 
     async def read(
         self, fn: Callable[Concatenate[Engine, _P], _T], *args: _P.args, **kwargs: _P.kwargs

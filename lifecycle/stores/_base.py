@@ -179,5 +179,10 @@ class Store(Protocol):
         """Drop the log of resources that entered a final state before ``before``
         (epoch seconds), keeping a snapshot of each; the number of entries dropped."""
 
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless a feeding transaction can begin and commit
+        now (what a health check asks); a connection that fails is replaced by a fresh
+        one and tried once more before saying so."""
+
     def close(self) -> None:
         """Release connections; a later call opens them again."""

@@ -194,6 +194,7 @@ def key_text(key: ResourceKey) -> str:
     return orjson.dumps(key).decode()
 
 
+_PING = "UPDATE lifecycle_meta SET value = value WHERE name = 'schema_version'"
 EVENT_COLUMNS = (
     "seq, received_at, payload, payload_kind, outcome, lifecycle, resource_key, "
     "webhook_type, before_state, after_state, missing, warnings, reason, "
@@ -410,6 +411,18 @@ class SqlStore(abc.ABC):
         return False
 
     # -- connection and transactions -------------------------------------------------------
+
+    def ping(self) -> None:
+        try:
+            self._ping()
+        except StoreUnavailable:  # the connection was closed: try once on a fresh one
+            self._ping()
+
+    def _ping(self) -> None:
+        """A transaction that writes (a row rewritten as it is): a database that can be
+        read but not written fails it."""
+        with self._transaction(exclusive=True) as conn:
+            conn.execute(_PING)
 
     def close(self) -> None:
         """Close the database connection (reopened by the next call)."""

@@ -366,6 +366,9 @@ class MemoryStore:
         )
         return dropped
 
+    def ping(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

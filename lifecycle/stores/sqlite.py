@@ -46,6 +46,15 @@ def _open(uri: str) -> sqlite3.Connection:
     return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path``; None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class SqliteStore(SqlStore):
     """A store in one SQLite file (``path``; ``""`` for an in-memory database).
 
@@ -89,6 +98,7 @@ class SqliteStore(SqlStore):
         self._cache: OrderedDict[ResourceRef, Kept | None] = OrderedDict()
         self._version: int | None = None  # the data_version the cache is valid for
         self._top: int | None = None  # the last seq, while the cache is valid
+        self._file: tuple[int, int] | None = None  # the open file's device and inode
         super().__init__(url or f"sqlite:///{self.path}", history_limit=history_limit)
 
     @classmethod
@@ -111,15 +121,36 @@ class SqliteStore(SqlStore):
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
-            return self._connect_read_only()
-        conn = sqlite3.connect(
-            self.path or ":memory:", isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA busy_timeout = 30000")
-        if self.path:
+            conn = self._connect_read_only()
+        elif not self.path:
+            conn = _open(":memory:")
+        else:
+            # the first connection may create the file; a later one (after a failure)
+            # must not: a database deleted under the store stays missing, not empty
+            created = self._file is not None
+            conn = _open(f"{Path(self.path).resolve().as_uri()}?mode={'rw' if created else 'rwc'}")
             conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        if not self.read_only:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        if self.path:
+            self._file = _identity(self.path)
         return conn
+
+    def _ping(self) -> None:
+        if not self.read_only:
+            super()._ping()
+        else:
+            self._query("SELECT 1 FROM lifecycle_meta")
+
+    def _check_file(self) -> None:
+        """Raise unless the path still names the file the connection has open (it was
+        deleted, or replaced by another, say restored from a backup)."""
+        if self.path and _identity(self.path) != self._file:
+            raise sqlite3.OperationalError(
+                f"{self.path} was deleted or replaced while open: the open connection "
+                "writes where no one will read"
+            )
 
     def _connect_read_only(self) -> sqlite3.Connection:
         """A connection that cannot write. Where the file and its folder are writable, an
@@ -165,9 +196,12 @@ class SqliteStore(SqlStore):
 
     @contextmanager
     def _begin(self, conn: Any, exclusive: bool, pipeline: bool) -> Iterator[None]:
+        self._check_file()
         conn.execute("BEGIN IMMEDIATE" if exclusive and not self.read_only else "BEGIN")
         try:
             yield
+            if exclusive:
+                self._check_file()  # nothing is acknowledged that went to a deleted file
         except BaseException:
             conn.execute("ROLLBACK")
             raise
