@@ -293,20 +293,23 @@ class Api:
 
     async def session(self, request: Request) -> Response:
         session_id = request.path_params["session_id"]
-        found = await self.engines.read(Engine.resources, session_id=session_id)
-        if not found:
+        limit = _page_arg(request, "limit", 100, MAX_PAGE)
+        offset = _page_arg(request, "offset", 0)
+        session, found = await self.engines.read(_session_page, session_id, limit, offset)
+        if session is None and not found and offset == 0:
             raise HTTPException(404, f"no session {session_id}")
         grouped: dict[str, list[dict[str, Any]]] = {}
         for s in found:
-            grouped.setdefault(s.lifecycle, []).append(status_json(s, history=False))
-        session = grouped.pop("session", [None])[0]
-        meeting = session["key"]["meetingId"] if session else found[0].data.get("meetingId")
+            if s.lifecycle != "session":
+                grouped.setdefault(s.lifecycle, []).append(status_json(s, history=False))
+        meeting = session.key[0] if session else found[0].data.get("meetingId") if found else None
         return _json(
             {
                 "sessionId": session_id,
                 "meetingId": meeting,
-                "session": session,
+                "session": status_json(session, history=False) if session else None,
                 "resources": grouped,
+                "next": _next(request, offset=offset + limit) if len(found) == limit > 0 else None,
             }
         )
 
@@ -325,6 +328,16 @@ class Api:
 
     async def openapi_json(self, request: Request) -> Response:
         return _json(openapi())
+
+
+def _session_page(
+    engine: Engine, session_id: str, limit: int, offset: int
+) -> tuple[ResourceStatus | None, list[ResourceStatus]]:
+    """The session's own status, and a page of every resource of that session."""
+    own = engine.resources("session", session_id=session_id, limit=1)
+    return (own[0] if own else None), engine.resources(
+        session_id=session_id, limit=limit, offset=offset
+    )
 
 
 def _status(engine: Engine, name: str, key: tuple[str, ...]) -> ResourceStatus | None:

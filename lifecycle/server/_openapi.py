@@ -122,6 +122,7 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "additionalProperties": {"type": "array", "items": _ref("ResourceStatus")},
             },
+            "next": _NULLABLE_STR,
         }
     ),
     "Health": _object(
@@ -132,6 +133,12 @@ _SCHEMAS: dict[str, Any] = {
         required=["status"],
     ),
 }
+
+_OFFSET = _query(
+    "offset",
+    {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
+    "how many to skip",
+)
 
 _PATHS: dict[str, Any] = {
     "/webhooks": {
@@ -173,11 +180,7 @@ _PATHS: dict[str, Any] = {
                 _SESSION,
                 _query("state", _STR, "only resources in this state"),
                 _LIMIT,
-                _query(
-                    "offset",
-                    {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
-                    "how many to skip",
-                ),
+                _OFFSET,
             ],
             "responses": {
                 "200": _json_response("a page of resources", _ref("ResourcePage")),
@@ -230,9 +233,13 @@ _PATHS: dict[str, Any] = {
     "/sessions/{sessionId}": {
         "get": {
             "summary": "Everything in one meeting session, with its states",
-            "parameters": [{"name": "sessionId", "in": "path", "required": True, "schema": _STR}],
+            "parameters": [
+                {"name": "sessionId", "in": "path", "required": True, "schema": _STR},
+                _LIMIT,
+                _OFFSET,
+            ],
             "responses": {
-                "200": _json_response("the session", _ref("Session")),
+                "200": _json_response("the session and a page of its resources", _ref("Session")),
                 "404": _ERROR,
                 **_READ_ERRORS,
             },
