@@ -162,20 +162,33 @@ def main() -> None:
 # -- output ------------------------------------------------------------------------------
 
 
-def _console(stderr: bool = False) -> Console:
-    """A console without markup (webhook text is shown as is).
+def _console(stderr: bool = False, min_width: int = 0) -> Console:
+    """A console without markup (webhook text is shown as is), ``min_width`` wide at least.
 
     Off a terminal, lines are as long as their content: a pipe or a file gets whole keys.
     """
     file = sys.stderr if stderr else sys.stdout
-    return Console(
+    console = Console(
         file=file, width=None if file.isatty() else 1000, markup=False, emoji=False, highlight=False
     )
+    console.width = max(console.width, min_width)
+    return console
+
+
+TABLE_CELLS = 5
+"""The terminal columns a table needs per column of its own to keep every character: two
+of padding, one between columns, two of text (a wide character takes two)."""
 
 
 def _print(*sections: RenderableType) -> None:
-    """Print to stdout, a blank line between sections."""
-    out = _console()
+    """Print to stdout, a blank line between sections.
+
+    A table narrower than the terminal folds its cells (rich shrinks the widest columns
+    first); on a terminal narrower than ``TABLE_CELLS`` per column, it is printed that wide
+    and the terminal wraps its lines: no character is ever cut.
+    """
+    tables = [len(s.columns) for s in sections if isinstance(s, Table)]
+    out = _console(min_width=TABLE_CELLS * max(tables, default=0))
     for i, section in enumerate(sections):
         if i:
             out.line()
@@ -202,16 +215,17 @@ def _detail(r: FeedResult) -> str:
 
 
 def _table(*headers: str, title: str | None = None) -> Table:
-    """A table whose cells fold rather than lose text (keys and types have no spaces)."""
+    """A table whose cells fold rather than lose text (keys and types have no spaces).
+
+    No column has a minimum width: rich widens such a column after shrinking the others
+    to fit, and the console then cuts the last column's end.
+    """
     return Table(
-        *(Column(h, overflow="fold", min_width=_MIN_WIDTHS.get(h)) for h in headers),
+        *(Column(h, overflow="fold") for h in headers),
         title=title,
         box=box.SIMPLE_HEAD,
         show_edge=False,
     )
-
-
-_MIN_WIDTHS = {"seq": 3, "outcome": 12, "state": 9}
 
 
 def _anomaly_table(results: Sequence[FeedResult], title: str | None = None) -> Table:
@@ -233,7 +247,7 @@ def _status_table(statuses: Sequence[ResourceStatus]) -> Table:
 
 def _resource_view(s: ResourceStatus) -> Iterator[Table]:
     """One resource: its key, state and data, then its history."""
-    about = Table.grid(padding=(0, 2))
+    about = Table.grid(Column(overflow="fold"), Column(overflow="fold"), padding=(0, 2))
     fields = LIFECYCLES[s.lifecycle].definition.key_fields
     rows = [
         ("lifecycle", s.lifecycle),

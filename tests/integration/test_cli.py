@@ -5,6 +5,7 @@ Expectations come from the engine: the same input fed to ``Engine()`` in-process
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
@@ -12,9 +13,11 @@ import re
 import shlex
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -66,6 +69,34 @@ def lifecycle(
     return subprocess.CompletedProcess(
         result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
     )
+
+
+def on_terminal(*args: str | Path, cwd: Path, columns: int) -> str:
+    """The stdout of ``python -m lifecycle ARGS`` on a terminal ``columns`` wide (a pty of
+    that size, and ``COLUMNS``), its colours and styles taken out."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    clean = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lifecycle", *map(str, args)],
+        cwd=cwd,
+        stdout=child,
+        stderr=subprocess.DEVNULL,
+        env={**clean, "COLUMNS": str(columns)},
+    )
+    os.close(child)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert 0 == process.wait(timeout=120)
+    return re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).replace("\r\n", "\n")
 
 
 def json_lines(path: Path) -> list[bytes]:
@@ -483,6 +514,40 @@ def test_status_of_one_resource_as_a_table(
     history = [line.split()[:3] for line in lines if re.match(r"^\s*\d+\s+hls-", line)]
     assert ["state", expected.state] in [line.split() for line in lines]
     assert [[str(h.seq), h.webhook_type, h.outcome.value] for h in expected.history] == history
+
+
+def shown(text: str) -> Counter[str]:
+    """Every character a table output shows, but spaces and rules (folding moves them)."""
+    return Counter(re.sub(r"[\s─]", "", text))
+
+
+@pytest.mark.parametrize("columns", [20, 40, 60, 72, 80])
+@pytest.mark.parametrize(
+    ("args", "widest"),
+    [
+        (["replay", EXAMPLES_FILE], 6),
+        (["status"], 4),
+        (["anomalies"], 6),
+        (["status", "hls", "jvsg-8rjn-j304", "613731342f27f56e4fc4b6d0"], 4),
+    ],
+    ids=["replay", "status", "anomalies", "one-resource"],
+)
+def test_tables_on_a_narrow_terminal_lose_no_character(
+    tmp_path: Path, db: Path, args: list[str], widest: int, columns: int
+) -> None:
+    """On a terminal of any width the tables show every character they show in a file,
+    folded, in lines as wide as the terminal, or 5 columns per column of the widest table
+    when the terminal is narrower (the terminal then wraps them)."""
+    fresh = iter([tmp_path / "wide.db", tmp_path / "narrow.db"])
+
+    def database() -> Path:  # replay reports its own run: each run a new database
+        return next(fresh) if args[0] == "replay" else db
+
+    wide = lifecycle(*args, "--db", database(), cwd=tmp_path)
+    narrow = on_terminal(*args, "--db", database(), cwd=tmp_path, columns=columns)
+    assert (0, "") == (wide.returncode, wide.stderr)
+    assert shown(wide.stdout) == shown(narrow)
+    assert max(columns, 5 * widest) == max(len(line) for line in narrow.splitlines())
 
 
 @pytest.mark.parametrize(
