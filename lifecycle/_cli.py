@@ -687,6 +687,46 @@ _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
     metavar="SECONDS",
     help="Count a byte-identical webhook within this window as a redelivery.",
 )
+@click.option(
+    "--max-queue",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Webhooks waiting to be stored beyond which one is answered 503 with Retry-After.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    metavar="N",
+    help="Open connections beyond which a request is answered 503 with Retry-After.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time a connection has to send a request's head (408 and closed after).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time a request has to send its body (408 and closed after).",
+)
+@click.option(
+    "--max-header-size",
+    type=click.IntRange(min=1),
+    default=16384,
+    show_default=True,
+    metavar="BYTES",
+    help="Largest request head (431 and closed beyond).",
+)
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
 def serve_command(
     db: str,
@@ -698,6 +738,11 @@ def serve_command(
     public_read: bool,
     max_body: int,
     redelivery_window: float | None,
+    max_queue: int,
+    max_connections: int,
+    header_timeout: float,
+    body_timeout: float,
+    max_header_size: int,
     log_level: str,
 ) -> None:
     """Receive webhooks over HTTP into the database, and answer queries."""
@@ -727,6 +772,11 @@ def serve_command(
             public_read=public_read,
             max_body=max_body,
             redelivery_window=redelivery_window,
+            max_queue=max_queue,
+            max_connections=max_connections,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_header_size=max_header_size,
             log_level=log_level,
         )
     )

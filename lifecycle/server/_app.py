@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ExceptionHandler
@@ -31,7 +31,7 @@ from .._lifecycles import LIFECYCLES
 from .._records import ResourceStatus
 from ..errors import InvalidArgument, StoreRefused, StoreUnavailable
 from ._config import ServerConfig, check
-from ._feeder import Engines, open_engines
+from ._feeder import Engines, Load, QueueFull, open_engines
 from ._metrics import AccessLog, Metrics
 from ._openapi import openapi
 from ._signature import SIGNATURE_HEADER, SignatureRefused
@@ -95,6 +95,8 @@ class Api:
         self.config = config
         self.key = key
         self.metrics = Metrics()
+        self.load = Load(config.max_queue)
+        """The webhooks held unanswered; ``lifecycle serve``'s protocol sheds on it too."""
         self._engines: Engines | None = None
 
     @property
@@ -111,7 +113,7 @@ class Api:
         config = self.config
         try:
             async with open_engines(
-                config.db, config.redelivery_window, config.max_batch, self.key
+                config.db, config.redelivery_window, config.max_batch, self.key, self.load
             ) as self._engines:
                 yield
         finally:
@@ -146,6 +148,10 @@ class Api:
         :class:`StoreRefused`                 400     logged (feeding never raises it)
         :class:`StoreUnavailable`             503     ``Retry-After: 5``, logged; a
                                                       webhook is counted as refused
+        :class:`QueueFull`                    503     ``Retry-After: 1``, counted as
+                                                      refused (``overloaded``)
+        ``ClientDisconnect``                  499     logged at info, counted as a
+                                                      client abort (no one reads it)
         anything else                         500     logged by the ASGI server
         ====================================  ======  ===============================
         """
@@ -156,6 +162,8 @@ class Api:
             InvalidArgument: self._invalid_argument,
             StoreRefused: self._store_refused,
             StoreUnavailable: self._store_unavailable,
+            QueueFull: self._queue_full,
+            ClientDisconnect: self._client_disconnect,
             Exception: self._internal_error,
         }
 
@@ -186,6 +194,15 @@ class Api:
             return _error(503, "the store is unavailable; retry later", _RETRY_AFTER)
         log.error("store unavailable: %s", exc)
         return _error(503, "the store is unavailable", _RETRY_AFTER)
+
+    async def _queue_full(self, request: Request, exc: Exception) -> Response:
+        self.metrics.refused.labels("overloaded").inc()
+        return _error(503, f"overloaded: {exc}; retry later", {"Retry-After": "1"})
+
+    async def _client_disconnect(self, request: Request, exc: Exception) -> Response:
+        self.metrics.client_aborts.inc()
+        log.info("the client went away before its request was read: %s", request.url.path)
+        return _error(499, "client closed the request")
 
     async def _internal_error(self, request: Request, exc: Exception) -> Response:
         return _error(500, "internal server error")
@@ -354,9 +371,11 @@ def create_app(config: ServerConfig) -> Starlette:
     .. versionchanged:: 0.2 returns the Starlette app itself.
     """
     api = Api(config, check(config))
-    return Starlette(
+    app = Starlette(
         routes=api.routes(),
         middleware=[Middleware(AccessLog, metrics=api.metrics)],
         exception_handlers=api.exception_handlers(),
         lifespan=api.lifespan,
     )
+    app.state.load = api.load
+    return app

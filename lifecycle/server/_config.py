@@ -31,6 +31,16 @@ class ServerConfig:
     redelivery_window: float | None = None
     log_level: str = "info"
     max_batch: int = 256
+    max_queue: int = 1000
+    """Webhooks waiting for their batch beyond which one is answered 503."""
+    header_timeout: float = 10.0
+    """Seconds a connection may take to send a request's head (``lifecycle serve`` only)."""
+    body_timeout: float = 10.0
+    """Seconds a request may take to send its body (``lifecycle serve`` only)."""
+    max_header_size: int = 16 * 1024
+    """Largest request head in bytes (``lifecycle serve`` only)."""
+    max_connections: int = 2000
+    """Open connections beyond which a request is answered 503 (``lifecycle serve`` only)."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -48,7 +58,8 @@ def check(config: ServerConfig) -> rsa.RSAPublicKey | None:
     Raises :class:`ConfigError` for settings that cannot work or would expose the server:
     no key and no ``insecure_no_signature``, both at once, a key that is not an RSA PEM,
     reads open to other hosts without a token or ``public_read``, a ``max_body`` under
-    one byte, a redelivery window that is not a positive number of seconds.
+    one byte, a redelivery window or a timeout that is not a positive number of seconds,
+    a queue, head size or connection limit under 1.
     """
     if config.public_key is None and not config.insecure_no_signature:
         raise ConfigError(
@@ -67,4 +78,17 @@ def check(config: ServerConfig) -> rsa.RSAPublicKey | None:
         raise ConfigError("--max-body must be at least 1 byte")
     if config.redelivery_window is not None and not config.redelivery_window > 0:
         raise ConfigError("--redelivery-window must be a positive number of seconds")
+    for option, value in (
+        ("--max-queue", config.max_queue),
+        ("--max-header-size", config.max_header_size),
+        ("--max-connections", config.max_connections),
+    ):
+        if value < 1:
+            raise ConfigError(f"{option} must be at least 1")
+    for option, seconds in (
+        ("--header-timeout", config.header_timeout),
+        ("--body-timeout", config.body_timeout),
+    ):
+        if not seconds > 0:
+            raise ConfigError(f"{option} must be a positive number of seconds")
     return None if config.public_key is None else load_public_key(config.public_key)

@@ -23,7 +23,7 @@ from ..errors import StoreUnavailable
 from ..stores.sqlite import sqlite_path
 from ._signature import SignatureRefused, signature_problem
 
-__all__ = ["EngineThread", "Engines", "GroupCommit", "open_engines"]
+__all__ = ["EngineThread", "Engines", "GroupCommit", "Load", "QueueFull", "open_engines"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -74,6 +74,24 @@ def _ping(engine: Engine) -> int:
     return engine.events_fed
 
 
+class Load:
+    """How many webhooks the app holds unanswered, against how many it takes: shared by
+    the app's group commit (which counts) and the protocol (which sheds before the app
+    is even called, the cheapest 503 there is)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.pending = 0
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.pending >= self.limit
+
+
+class QueueFull(Exception):  # noqa: N818 - the condition, as asyncio.QueueFull
+    """The webhook queue holds ``max_queue`` webhooks: this one is not taken (503)."""
+
+
 Queued = tuple[bytes, str | None, asyncio.Future[FeedResult]]
 """A webhook waiting for its batch: its body, its signature header, its answer."""
 
@@ -94,9 +112,12 @@ class GroupCommit:
         max_batch: int,
         key: rsa.RSAPublicKey | None,
         reader: EngineThread | None = None,
+        load: Load | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
+        self.load = load or Load(None)
+        """Webhooks fed and not yet answered (queued or in the batch), and the limit."""
         self._max_batch = max_batch
         self._key = key
         self._queue: asyncio.Queue[Queued] = asyncio.Queue()
@@ -107,13 +128,21 @@ class GroupCommit:
 
         Raises :class:`SignatureRefused` when ``signature`` does not sign ``body`` (nothing
         is stored), :class:`~lifecycle.errors.StoreUnavailable` when the batch could not
-        be committed: nothing of it was stored.
+        be committed: nothing of it was stored; :class:`QueueFull` at once, when
+        ``max_queue`` webhooks wait already.
         """
+        load = self.load
+        if load.full:
+            raise QueueFull(f"{load.limit} webhooks are waiting to be stored")
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         done: asyncio.Future[FeedResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put((body, signature, done))
-        return await done
+        load.pending += 1
+        try:
+            self._queue.put_nowait((body, signature, done))
+            return await done
+        finally:
+            load.pending -= 1
 
     async def _run(self) -> None:
         while True:
@@ -157,10 +186,13 @@ class Engines:
         reader: EngineThread,
         max_batch: int,
         key: rsa.RSAPublicKey | None = None,
+        load: Load | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
-        self._feeder = GroupCommit(writer, max_batch, key, None if reader is writer else reader)
+        self._feeder = GroupCommit(
+            writer, max_batch, key, None if reader is writer else reader, load
+        )
 
     async def feed(self, body: bytes, signature: str | None = None) -> FeedResult:
         """Feed one webhook body; see :meth:`GroupCommit.feed`."""
@@ -192,9 +224,11 @@ async def open_engines(
     redelivery_window: float | None,
     max_batch: int,
     key: rsa.RSAPublicKey | None = None,
+    load: Load | None = None,
 ) -> AsyncIterator[Engines]:
     """The engines of database ``db``, open while the context lasts; with ``key``, the
-    writer checks each webhook's signature before feeding it.
+    writer checks each webhook's signature before feeding it; once ``load`` is full,
+    :class:`QueueFull`.
 
     An in-memory database (``memory://``, ``sqlite://``) exists in its own engine only:
     then reads go through the writing engine.
@@ -202,7 +236,7 @@ async def open_engines(
     writer = EngineThread(Engine.open(db, redelivery_window=redelivery_window))
     shared = sqlite_path(db) == "" or urlsplit(db).scheme == "memory"
     reader = writer if shared else EngineThread(Engine.open(db))
-    engines = Engines(writer, reader, max_batch, key)
+    engines = Engines(writer, reader, max_batch, key, load)
     try:
         yield engines
     finally:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import prometheus_client as prom
+from prometheus_client.core import CounterMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._lifecycles import LIFECYCLES, WEBHOOK_TYPES, Outcome
 from .._records import FeedResult
+from ._protocol import CLOSED
 
 __all__ = ["AccessLog", "Metrics"]
 
 log = logging.getLogger("lifecycle.http")
+
+
+_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
 
 
 class Metrics:
@@ -39,6 +47,12 @@ class Metrics:
             ["lifecycle", "state"],
             registry=self.registry,
         )
+        self.client_aborts = prom.Counter(
+            "lifecycle_client_aborts",
+            "Requests whose client went away before the request was read.",
+            registry=self.registry,
+        )
+        self.registry.register(_Shed())
         self.latency = prom.Histogram(
             "lifecycle_request_duration_seconds",
             "Time to answer a request, by route.",
@@ -64,11 +78,11 @@ class Metrics:
         counter.inc()
 
     def took(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Record how long a request took."""
-        labels = (method, route, status)
+        """Record how long a request took (``other`` for a method HTTP does not define)."""
+        labels = (method if method in _METHODS else "other", route, status)
         histogram = self._took.get(labels)
         if histogram is None:
-            histogram = self._took[labels] = self.latency.labels(method, route, str(status))
+            histogram = self._took[labels] = self.latency.labels(labels[0], route, str(status))
         histogram.observe(seconds)
 
     def set_resources(self, counts: dict[str, dict[str, int]]) -> None:
@@ -80,6 +94,20 @@ class Metrics:
     def text(self) -> bytes:
         """The metrics in the Prometheus text format."""
         return prom.generate_latest(self.registry)
+
+
+class _Shed(prom.registry.Collector):
+    """What ``lifecycle serve``'s limits answered, counted by its protocol."""
+
+    def collect(self) -> Iterator[prom.Metric]:
+        family = CounterMetricFamily(
+            "lifecycle_shed",
+            "Requests and connections answered by lifecycle serve's limits, without the app.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(CLOSED.items()):
+            family.add_metric([reason], count)
+        yield family
 
 
 class AccessLog:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import resource
 import socket
 import sys
 from typing import Any
@@ -16,6 +17,7 @@ from ..errors import ConfigError
 from ..stores._sql import redact
 from ._app import create_app
 from ._config import ServerConfig
+from ._protocol import Limits, bounded_protocol
 
 __all__ = ["JsonFormatter", "serve"]
 
@@ -91,6 +93,7 @@ def serve(config: ServerConfig) -> None:
     port = sock.getsockname()[1]
     logging.config.dictConfig(_log_config(config.log_level))
     _warn_about_exposure(config)
+    _allow_files(config.max_connections)
     log.info(
         "serving",
         extra={
@@ -113,8 +116,38 @@ def serve(config: ServerConfig) -> None:
             log_level=config.log_level,
             timeout_graceful_shutdown=30,
             lifespan="on",
+            http=bounded_protocol(
+                Limits(
+                    config.header_timeout,
+                    config.body_timeout,
+                    config.max_header_size,
+                    config.max_connections,
+                    app.state.load,
+                )
+            ),
         )
     ).run(sockets=[sock])
+
+
+_SPARE_FILES = 64
+"""Open files the server needs beside its connections: the database, logs, libraries."""
+
+
+def _allow_files(connections: int) -> None:
+    """Raise the open-file limit so that ``connections`` fit, as far as the hard limit
+    allows, and warn when they do not: past it, connections are not even accepted."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + _SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "the open-file limit (%d) is too low for --max-connections %d: raise it "
+            "(ulimit -n) or lower --max-connections",
+            soft,
+            connections,
+        )
 
 
 def _listen(host: str, port: int) -> socket.socket:

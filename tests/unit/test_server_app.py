@@ -390,6 +390,8 @@ async def test_metrics_count_webhooks_resources_and_requests(start: Start) -> No
         [body_of("hls-starting", **IDS)] * 2 + [body_of("hls-stopped", **IDS), b"nope"],
     )
     await client.get("/nope")
+    await client.request("PROPFIND", "/webhooks")  # a method HTTP itself does not define
+    await client.request("FOO-1", "/webhooks")
     text = (await client.get("/metrics", headers=AUTH)).text
     for line in [
         'lifecycle_webhooks_total{outcome="applied",webhook_type="hls-starting"} 1.0',
@@ -401,6 +403,8 @@ async def test_metrics_count_webhooks_resources_and_requests(start: Start) -> No
         'lifecycle_request_duration_seconds_count{method="POST",route="/webhooks",'
         'status="200"} 4.0',
         'lifecycle_request_duration_seconds_count{method="GET",route="unmatched",status="404"} 1.0',
+        'lifecycle_request_duration_seconds_count{method="other",route="/webhooks",'
+        'status="405"} 2.0',
     ]:
         assert line in text.splitlines()
 

@@ -1,0 +1,169 @@
+"""The limits uvicorn's HTTP protocol lacks, for a server that faces the internet alone.
+
+uvicorn (httptools) has no time limit for reading a request's head or body, no cap on
+the size of a head (httptools buffers a header whole, however long), and sheds load only
+through the app. :func:`bounded_protocol` makes a subclass of its protocol that adds
+them, each answered without calling the app, as cheaply as an answer can be:
+
+- a connection that takes longer than ``header_timeout`` for a head, or
+  ``body_timeout`` for a body: 408, closed;
+- a head over ``max_header_size`` bytes: 431, closed;
+- a connection beyond ``max_connections``: 503 with ``Retry-After`` as soon as it is
+  accepted, closed;
+- a webhook (``POST``) while the app holds as many unanswered as its :class:`Load`
+  takes: 503 with ``Retry-After``, its body read and dropped, the connection kept.
+
+Each is counted in :data:`CLOSED` (the metrics read it); timeouts and refused heads are
+logged at info.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ._feeder import Load
+
+__all__ = ["CLOSED", "Limits", "bounded_protocol"]
+
+log = logging.getLogger("lifecycle.http")
+
+CLOSED: Counter[str] = Counter()
+"""Requests and connections the limits answered, by reason: ``header_timeout``,
+``body_timeout``, ``header_too_large``, ``too_many_connections``, ``overloaded``."""
+
+_STATUS_LINES = {
+    408: b"HTTP/1.1 408 Request Timeout\r\n",
+    431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+}
+
+
+class Limits:
+    """What a connection may take; see the module's docstring."""
+
+    def __init__(
+        self,
+        header_timeout: float,
+        body_timeout: float,
+        max_header_size: int,
+        max_connections: int,
+        load: Load | None = None,
+        retry_after: int = 1,
+    ) -> None:
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_header_size = max_header_size
+        self.max_connections = max_connections
+        self.load = load or Load(None)
+        self.retry_after = retry_after
+
+
+def _unavailable(retry_after: int, error: str, close: bool) -> bytes:
+    body = b'{"error":"%s"}' % error.encode()
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        b"retry-after: %d\r\ncontent-length: %d\r\n%s\r\n%s"
+        % (retry_after, len(body), b"connection: close\r\n" if close else b"", body)
+    )
+
+
+def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with ``limits`` (give it as ``uvicorn.Config(http=)``)."""
+    load = limits.load
+    too_many = _unavailable(limits.retry_after, "too many connections; retry later", True)
+    overloaded = _unavailable(
+        limits.retry_after, "overloaded: too many webhooks wait to be stored; retry later", False
+    )
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        _timer: asyncio.TimerHandle | None = None
+        _head: int | None = 0  # bytes of the head read so far; None once it is complete
+        _shedding = False  # answered 503 before the app: the body is dropped
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections:
+                CLOSED["too_many_connections"] += 1
+                transport.write(too_many)
+                transport.close()
+                return
+            self._arm(limits.header_timeout, "header_timeout")
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            reading_head = self._head is not None
+            super().data_received(data)
+            if reading_head and self._head is not None:  # all of it was head
+                self._head += len(data)
+                if self._head > limits.max_header_size:
+                    self._close(431, "header_too_large")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head = 0
+            if self._timer is None:  # the next request on a kept-alive connection
+                self._arm(limits.header_timeout, "header_timeout")
+
+        def on_headers_complete(self) -> None:
+            self._head = None
+            self._arm(limits.body_timeout, "body_timeout")
+            if load.full and self.parser.get_method() == b"POST":
+                CLOSED["overloaded"] += 1
+                self._shedding = True
+                self.transport.write(overloaded)
+                return
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if not self._shedding:
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            if self._shedding:
+                self._shedding = False  # the next request on this connection is read
+            else:
+                super().on_message_complete()
+
+        def _arm(self, seconds: float, reason: str) -> None:
+            self._disarm()
+            self._timer = self.loop.call_later(seconds, self._expired, reason)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _expired(self, reason: str) -> None:
+            self._timer = None
+            self._close(408, reason)
+
+        def _close(self, status: int, reason: str) -> None:
+            """Answer ``status`` unless a response has begun, and close the connection."""
+            if self.transport.is_closing():
+                return
+            CLOSED[reason] += 1
+            log.info(
+                "connection closed: %s",
+                reason.replace("_", " "),
+                extra={"fields": {"client": _peer(self.client), "status": status}},
+            )
+            cycle: Any = self.cycle
+            if cycle is None or not cycle.response_started:
+                self.transport.write(
+                    _STATUS_LINES[status] + b"content-length: 0\r\nconnection: close\r\n\r\n"
+                )
+            self.transport.close()
+
+    return BoundedHttpToolsProtocol
+
+
+def _peer(client: tuple[str, int] | None) -> str | None:
+    return None if client is None else f"{client[0]}:{client[1]}"

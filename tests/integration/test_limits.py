@@ -1,0 +1,175 @@
+"""`lifecycle serve`'s own limits, against real sockets: slow heads and bodies, huge
+heads, too many connections, a full webhook queue, clients that leave mid-body."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from lifecycle import Engine
+from lifecycle._simulate import stream
+
+from support import Server
+
+HEAD = b"POST /webhooks HTTP/1.1\r\nHost: receiver\r\nContent-Type: application/json\r\n"
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def starter(*args: str) -> Server:
+        db = str(tmp_path / "limits.db")
+        servers.append(Server(tmp_path, ["--db", db, "--insecure-no-signature", *args]))
+        return servers[-1]
+
+    yield starter
+    for server in servers:
+        server.stop()
+
+
+def connect(server: Server) -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    return conn
+
+
+def answer_of(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while chunk := conn.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def metric(server: Server, name: str) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_a_slow_head_is_answered_408_and_closed(serve: Callable[..., Server]) -> None:
+    """A head trickled a byte at a time, and a connection that sends nothing: both are
+    closed after --header-timeout (they were kept forever), while others are served."""
+    server = serve("--header-timeout", "1")
+    silent, slow = connect(server), connect(server)
+    began = time.monotonic()
+    slow.sendall(b"POST /webhooks HTTP/1.1\r\n")
+    for _ in range(4):  # a byte every 0.3 s: never a whole head
+        time.sleep(0.3)
+        slow.sendall(b"X")
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+    assert answer_of(slow).startswith(b"HTTP/1.1 408 ")
+    assert answer_of(silent).startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - began < 5
+    assert metric(server, 'lifecycle_shed_total{reason="header_timeout"}') >= 2
+
+
+def test_a_slow_body_is_answered_408_and_closed(serve: Callable[..., Server]) -> None:
+    """A body that stops coming: 408 after --body-timeout; nothing is stored."""
+    server = serve("--body-timeout", "1")
+    conn = connect(server)
+    conn.sendall(HEAD + b"Content-Length: 100\r\n\r\n" + b'{"webhookType":')
+    began = time.monotonic()
+    assert answer_of(conn).startswith(b"HTTP/1.1 408 ")
+    assert 0.9 < time.monotonic() - began < 5
+    assert metric(server, 'lifecycle_shed_total{reason="body_timeout"}') == 1
+    assert httpx.get(f"{server.url}/healthz").json()["events"] == 0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_huge_head_is_answered_431_without_growing_the_server(
+    serve: Callable[..., Server],
+) -> None:
+    """Eight 64 MB headers sent at once: each is cut at --max-header-size with 431 and the
+    server's memory stays where it was (it grew from 55 to 636 MB)."""
+    server = serve("--max-header-size", "16384")
+    before = rss_kib(server.proc.pid)
+    conns = [connect(server) for _ in range(8)]
+    for conn in conns:
+        conn.sendall(HEAD + b"X-Big: ")
+    chunk = b"a" * 65536
+    answers = []
+    for conn in conns:
+        try:
+            for _ in range(1024):  # 64 MB, unless the server closes first
+                conn.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answers.append(answer_of(conn))
+        except ConnectionResetError:
+            answers.append(b"reset")
+    assert rss_kib(server.proc.pid) - before < 20 * 1024
+    assert metric(server, 'lifecycle_shed_total{reason="header_too_large"}') == 8
+    assert any(a.startswith(b"HTTP/1.1 431 ") for a in answers)
+
+
+def test_requests_beyond_max_connections_get_503_with_retry_after(
+    serve: Callable[..., Server],
+) -> None:
+    """Five connections held open: a request on a sixth is answered 503, Retry-After,
+    and closed; once they are gone, requests are served again."""
+    server = serve("--max-connections", "5", "--header-timeout", "30")
+    held = [connect(server) for _ in range(5)]
+    time.sleep(0.2)
+    with httpx.Client(base_url=server.url) as client:
+        refused = client.get("/healthz")
+        assert (503, "1") == (refused.status_code, refused.headers["retry-after"])
+        assert "too many connections" in refused.json()["error"]
+        for conn in held:
+            conn.close()
+        time.sleep(0.2)
+        assert 200 == client.get("/healthz").status_code
+
+
+def test_a_full_queue_sheds_webhooks_with_503_and_stores_every_200(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    """300 webhooks at once into a queue of 5: some are shed with 503 and Retry-After:
+    1 at once; every one answered 200 is stored, none of the others."""
+    server = serve("--max-queue", "5")
+    bodies = [orjson.dumps(p) for p in stream(20, seed=3)][:300]
+
+    async def send_all() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=300)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+            return await asyncio.gather(*(client.post("/webhooks", content=b) for b in bodies))
+
+    answers = asyncio.run(send_all())
+    shed = [a for a in answers if a.status_code == 503]
+    assert shed, "nothing was shed"
+    assert all(a.headers["retry-after"] == "1" for a in shed)
+    assert {200, 503} >= {a.status_code for a in answers}
+    server.stop()
+    stored = [b for b, a in zip(bodies, answers, strict=True) if a.status_code == 200]
+    with Engine.open(str(tmp_path / "limits.db")) as engine:
+        assert sorted(stored) == sorted(bytes(r.payload) for r in engine.log())  # type: ignore[arg-type]
+
+
+def test_a_client_that_leaves_mid_body_is_an_info_line_and_a_client_abort(
+    serve: Callable[..., Server],
+) -> None:
+    """No traceback and no 500 (there was one each time): an info line, counted."""
+    server = serve()
+    conn = connect(server)
+    conn.sendall(HEAD + b"Content-Length: 100\r\n\r\n" + b'{"webhookType":')
+    time.sleep(0.3)
+    conn.close()
+    time.sleep(0.3)
+    assert metric(server, "lifecycle_client_aborts_total") == 1
+    assert 'status="500"' not in httpx.get(f"{server.url}/metrics").text
+    log = server.log.read_text()
+    assert "the client went away" in log
+    assert "Traceback" not in log
