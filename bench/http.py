@@ -20,6 +20,14 @@ One run measures, on the same generated stream (signed with a key made for the r
 
 The server runs with SQLite in WAL mode, synchronous=NORMAL (the default); every answer
 comes after its commit. Results are printed as a Markdown table with ratios.
+
+``--overload`` measures instead what happens above capacity: wrk holds
+``--overload-connections`` (1,000) keep-alive connections posting signed webhooks as
+fast as they are answered for ``--overload-seconds`` (20), while a probe, an open-loop
+client of its own at 20 webhooks a second, times each of its answers from when it was
+due. Reported: webhooks answered 200 a second, the share shed with 503, the p99 latency
+of the probe's accepted (200) and shed (503) answers, the server's peak memory (VmHWM),
+and whether every webhook answered 200 is in the store.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import base64
 import binascii
 import os
 import re
+import shlex
 import shutil
 import socket
 import statistics
@@ -59,6 +68,27 @@ from lifecycle._simulate import stream
 
 SIGNATURE_HEADER = "videosdk-signature"
 TARGET_X_FLOOR = 0.4  # lifecycle serve's webhooks/s, at least this share of the floor's
+TARGET_ACCEPTED_P99 = 0.250  # seconds: the p99 of accepted webhooks under overload
+TARGET_SHED_WITHIN = 1.0  # seconds: a shed webhook's answer comes within this
+WRK_COUNTING = """
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+function response(status, headers, body)
+  local name = "s" .. status
+  counts[name] = (counts[name] or 0) + 1
+end
+function done(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for _, name in ipairs({"s200", "s503"}) do
+      total[name] = (total[name] or 0) + (thread:get("counts")[name] or 0)
+    end
+  end
+  io.write(string.format("STATUS 200=%d 503=%d\\n", total["s200"], total["s503"]))
+end
+"""
 WRK_SCRIPT = """
 local requests, i = {}, 0
 function init(args)
@@ -350,6 +380,131 @@ async def fixed_rate(
     return latencies
 
 
+def overload(
+    folder: Path,
+    pem: bytes,
+    files: tuple[Path, Path],
+    bodies: list[bytes],
+    signatures: list[str],
+    connections: int,
+    seconds: int,
+    options: list[str],
+) -> dict[str, float]:
+    """Drive a fresh server above capacity; what it answered, how fast, what it kept."""
+    script, data = files
+    counting = folder / "counting.lua"
+    counting.write_text("counts = {}\n" + script.read_text() + WRK_COUNTING)
+    server = Server(folder, pem, "overload", *options)
+    try:
+        wrk = subprocess.Popen(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "-s",
+                str(counting),
+                server.url,
+                "--",
+                str(data),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        time.sleep(1)  # the probe samples the overload, not the ramp
+        probe = asyncio.run(_probe(server.url, bodies, signatures, 20.0, seconds - 2))
+        out, _ = wrk.communicate(timeout=seconds + 60)
+        found = re.search(r"STATUS 200=(\d+) 503=(\d+)", out)
+        if found is None:
+            raise RuntimeError(f"wrk gave no counts:\n{out}")
+        answered = {200: int(found.group(1)), 503: int(found.group(2))}
+        print(out, file=sys.stderr)
+        inside = server_p99(server.url)
+        stored = server.events()
+        peak = _peak_kib(server.proc.pid)
+    finally:
+        server.stop()
+    accepted = [t for status, t in probe if status == 200]
+    shed = [t for status, t in probe if status == 503]
+    probe_200 = len(accepted)
+    return {
+        "rate": answered[200] / seconds,
+        "shed": answered[503] / max(1, answered[200] + answered[503]),
+        "accepted_p99": percentile(accepted, 99) if len(accepted) > 1 else float("nan"),
+        "shed_p99": percentile(shed, 99) if len(shed) > 1 else float("nan"),
+        "probe": len(probe),
+        "peak_mib": peak / 1024,
+        "inside_p99": inside,
+        "answered_200": answered[200] + probe_200,
+        "stored": stored,
+    }
+
+
+def _peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+async def _probe(
+    url: str, bodies: list[bytes], signatures: list[str], rate: float, seconds: float
+) -> list[tuple[int, float]]:
+    """An open-loop client: each webhook's status and latency from when it was due."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    out: list[tuple[int, float]] = []
+
+    async def one(i: int, due: float) -> None:
+        body, sig = bodies[-1 - i], signatures[-1 - i]
+        request = (
+            b"POST /webhooks HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"%s: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (host.encode(), SIGNATURE_HEADER.encode(), sig.encode(), len(body), body)
+        )
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        out.append((int(head[9:12]), time.perf_counter() - due))
+        writer.close()
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    return out
+
+
+def report_overload(result: dict[str, float], connections: int, seconds: int) -> None:
+    print(f"\n{os.cpu_count()} cores; `lifecycle serve` defaults; SQLite; signatures checked\n")
+    print("| overload run | value | target | |")
+    print("|---|---|---|---|")
+    print(f"| wrk: {connections} connections, {seconds} s | | | |")
+    print(f"| webhooks answered 200 | {result['rate']:,.0f}/s | | |")
+    print(f"| share shed with 503 | {result['shed']:.0%} | | |")
+    p99, shed_p99 = result["accepted_p99"] * 1000, result["shed_p99"] * 1000
+    ok = "met" if p99 < TARGET_ACCEPTED_P99 * 1000 else "**not met**"
+    print(
+        f"| probe ({result['probe']:.0f} webhooks): p99 of accepted | {p99:.0f} ms | "
+        f"< {TARGET_ACCEPTED_P99 * 1000:.0f} ms | {ok} |"
+    )
+    ok = "met" if shed_p99 < TARGET_SHED_WITHIN * 1000 or shed_p99 != shed_p99 else "**not met**"
+    print(f"| probe: p99 of shed (503) | {shed_p99:.0f} ms | < 1,000 ms | {ok} |")
+    print(
+        "| accepted, inside the server: p99 (histogram bucket) | "
+        f"≤ {result['inside_p99'] * 1000:g} ms | | |"
+    )
+    print(f"| server's peak memory (VmHWM) | {result['peak_mib']:.0f} MiB | | |")
+    kept = result["stored"] >= result["answered_200"]
+    print(
+        f"| answered 200 / stored | {result['answered_200']:,.0f} / {result['stored']:,.0f} | "
+        f"every 200 stored | {'met' if kept else '**not met**'} |"
+    )
+
+
 def server_p99(url: str) -> float:
     """The server's own p99 of answered webhooks: the histogram bucket bound it falls in."""
     text = httpx.get(f"{url}/metrics").text
@@ -381,6 +536,12 @@ def main() -> None:
     parser.add_argument(
         "--redelivery-window", metavar="SECONDS", help="run the servers with this redelivery window"
     )
+    parser.add_argument("--overload", action="store_true", help="run the overload measure only")
+    parser.add_argument("--overload-connections", type=int, default=1000)
+    parser.add_argument("--overload-seconds", type=int, default=20)
+    parser.add_argument(
+        "--serve-options", default="", help="more options of lifecycle serve, one string"
+    )
     parser.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--public-key", type=Path, help=argparse.SUPPRESS)
@@ -395,6 +556,13 @@ def main() -> None:
     bodies, signatures, pem = signed_bodies(args.events)
     base = baseline(bodies, signatures, pem, folder)
     files = wrk_files(folder, bodies, signatures)
+    if args.overload:
+        conns, secs = args.overload_connections, args.overload_seconds
+        extra = shlex.split(args.serve_options)
+        result = overload(folder, pem, files, bodies, signatures, conns, secs, extra)
+        report_overload(result, conns, secs)
+        shutil.rmtree(folder, ignore_errors=True)
+        return
 
     options = (
         [] if args.redelivery_window is None else ["--redelivery-window", args.redelivery_window]

@@ -36,6 +36,9 @@ CLOSED: Counter[str] = Counter()
 """Requests and connections the limits answered, by reason: ``header_timeout``,
 ``body_timeout``, ``header_too_large``, ``too_many_connections``, ``overloaded``."""
 
+SHED_DELAY = 0.5
+"""Seconds a webhook shed for an overload waits for its 503 (well within a second)."""
+
 _STATUS_LINES = {
     408: b"HTTP/1.1 408 Request Timeout\r\n",
     431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
@@ -117,7 +120,9 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             if load.full and self.parser.get_method() == b"POST":
                 CLOSED["overloaded"] += 1
                 self._shedding = True
-                self.transport.write(overloaded)
+                # answered a moment later: a client that ignores Retry-After and sends
+                # again at once costs the server little more than its timer
+                self.loop.call_later(SHED_DELAY, self._answer_shed)
                 return
             super().on_headers_complete()
 
@@ -131,6 +136,10 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 self._shedding = False  # the next request on this connection is read
             else:
                 super().on_message_complete()
+
+        def _answer_shed(self) -> None:
+            if not self.transport.is_closing():
+                self.transport.write(overloaded)
 
         def _arm(self, seconds: float, reason: str) -> None:
             self._disarm()

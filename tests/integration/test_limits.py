@@ -138,7 +138,7 @@ def test_a_full_queue_sheds_webhooks_with_503_and_stores_every_200(
     serve: Callable[..., Server], tmp_path: Path
 ) -> None:
     """300 webhooks at once into a queue of 5: some are shed with 503 and Retry-After:
-    1 at once; every one answered 200 is stored, none of the others."""
+    1 (half a second later); every one answered 200 is stored, none of the others."""
     server = serve("--max-queue", "5")
     bodies = [orjson.dumps(p) for p in stream(20, seed=3)][:300]
 
