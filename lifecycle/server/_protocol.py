@@ -36,6 +36,9 @@ CLOSED: Counter[str] = Counter()
 """Requests and connections the limits answered, by reason: ``header_timeout``,
 ``body_timeout``, ``header_too_large``, ``too_many_connections``, ``overloaded``."""
 
+SWEEP_INTERVAL = 0.25
+"""Seconds between two looks for connections past their deadline (a timeout may be
+late by that much)."""
 SHED_DELAY = 0.5
 """Seconds a webhook shed for an overload waits for its 503 (well within a second)."""
 
@@ -82,8 +85,27 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         limits.retry_after, "overloaded: too many webhooks wait to be stored; retry later", False
     )
 
+    sweeping = False
+
+    def sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        """Close the connections past their deadline; again in a moment while any is open.
+
+        One sweep for all instead of a timer per request: arming a deadline is then a
+        float assignment, not a timer scheduled and cancelled twice a request.
+        """
+        nonlocal sweeping
+        now = loop.time()
+        for protocol in list(connections):
+            deadline = getattr(protocol, "_deadline", None)
+            if deadline is not None and deadline <= now:
+                protocol._expired()
+        sweeping = bool(connections)
+        if sweeping:
+            loop.call_later(SWEEP_INTERVAL, sweep, loop, connections)
+
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
-        _timer: asyncio.TimerHandle | None = None
+        _deadline: float | None = None  # when the head or body being read is late
+        _reason = "header_timeout"
         _head: int | None = 0  # bytes of the head read so far; None once it is complete
         _shedding = False  # answered 503 before the app: the body is dropped
 
@@ -111,7 +133,7 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._head = 0
-            if self._timer is None:  # the next request on a kept-alive connection
+            if self._deadline is None:  # the next request on a kept-alive connection
                 self._arm(limits.header_timeout, "header_timeout")
 
         def on_headers_complete(self) -> None:
@@ -142,17 +164,19 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 self.transport.write(overloaded)
 
         def _arm(self, seconds: float, reason: str) -> None:
-            self._disarm()
-            self._timer = self.loop.call_later(seconds, self._expired, reason)
+            nonlocal sweeping
+            self._deadline = self.loop.time() + seconds
+            self._reason = reason
+            if not sweeping:
+                sweeping = True
+                self.loop.call_later(SWEEP_INTERVAL, sweep, self.loop, self.connections)
 
         def _disarm(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._deadline = None
 
-        def _expired(self, reason: str) -> None:
-            self._timer = None
-            self._close(408, reason)
+        def _expired(self) -> None:
+            self._deadline = None
+            self._close(408, self._reason)
 
         def _close(self, status: int, reason: str) -> None:
             """Answer ``status`` unless a response has begun, and close the connection."""
