@@ -690,7 +690,7 @@ _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 @click.option(
     "--max-queue",
     type=click.IntRange(min=1),
-    default=256,
+    default=128,
     show_default=True,
     metavar="N",
     help="Webhooks waiting to be stored beyond which one is answered 503 with Retry-After.",

@@ -31,7 +31,7 @@ class ServerConfig:
     redelivery_window: float | None = None
     log_level: str = "info"
     max_batch: int = 256
-    max_queue: int = 256
+    max_queue: int = 128
     """Webhooks waiting for their batch beyond which one is answered 503."""
     header_timeout: float = 10.0
     """Seconds a connection may take to send a request's head (``lifecycle serve`` only)."""
