@@ -323,7 +323,7 @@ async def until_refused(port: int) -> None:
         while True:
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, ConnectionResetError):  # reset: closed as it came
                 return
             writer.close()
             await asyncio.sleep(0.01)
