@@ -93,7 +93,7 @@ def serve(config: ServerConfig) -> None:
     port = sock.getsockname()[1]
     logging.config.dictConfig(_log_config(config.log_level))
     _warn_about_exposure(config)
-    _allow_files(config.max_connections)
+    connections = _allow_files(config.max_connections)
     log.info(
         "serving",
         extra={
@@ -121,7 +121,7 @@ def serve(config: ServerConfig) -> None:
                     config.header_timeout,
                     config.body_timeout,
                     config.max_header_size,
-                    config.max_connections,
+                    connections,
                     app.state.load,
                 )
             ),
@@ -133,21 +133,26 @@ _SPARE_FILES = 64
 """Open files the server needs beside its connections: the database, logs, libraries."""
 
 
-def _allow_files(connections: int) -> None:
+def _allow_files(connections: int) -> int:
     """Raise the open-file limit so that ``connections`` fit, as far as the hard limit
-    allows, and warn when they do not: past it, connections are not even accepted."""
+    allows; the connections that fit. Past the limit a connection would not even be
+    accepted (it would wait unanswered), so fewer are served, with a warning."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = connections + _SPARE_FILES
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return connections
+    soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    fit = max(1, soft - _SPARE_FILES)
+    if fit < connections:
         log.warning(
-            "the open-file limit (%d) is too low for --max-connections %d: raise it "
-            "(ulimit -n) or lower --max-connections",
+            "the open-file limit (%d) leaves room for %d connections, not the %d of "
+            "--max-connections: more are answered 503 (raise it with ulimit -n)",
             soft,
+            fit,
             connections,
         )
+    return min(connections, fit)
 
 
 def _listen(host: str, port: int) -> socket.socket:

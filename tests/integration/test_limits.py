@@ -4,9 +4,10 @@ heads, too many connections, a full webhook queue, clients that leave mid-body."
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from lifecycle._simulate import stream
 
 from support import Server
 
+LOW_FILES = ["prlimit", "--nofile=128:128", "--"]
 HEAD = b"POST /webhooks HTTP/1.1\r\nHost: receiver\r\nContent-Type: application/json\r\n"
 
 
@@ -25,9 +27,10 @@ HEAD = b"POST /webhooks HTTP/1.1\r\nHost: receiver\r\nContent-Type: application/
 def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
-    def starter(*args: str) -> Server:
+    def starter(*args: str, prefix: Sequence[str] = ()) -> Server:
         db = str(tmp_path / "limits.db")
-        servers.append(Server(tmp_path, ["--db", db, "--insecure-no-signature", *args]))
+        args = ("--db", db, "--insecure-no-signature", *args)
+        servers.append(Server(tmp_path, args, prefix=prefix))
         return servers[-1]
 
     yield starter
@@ -173,3 +176,23 @@ def test_a_client_that_leaves_mid_body_is_an_info_line_and_a_client_abort(
     log = server.log.read_text()
     assert "the client went away" in log
     assert "Traceback" not in log
+
+
+def test_a_low_open_file_limit_lowers_the_connection_cap(serve: Callable[..., Server]) -> None:
+    """Under an open-file limit of 128 (hard), --max-connections 1000 cannot fit: the
+    server says so and serves 64 connections, and a request beyond them is answered 503
+    at once instead of waiting, unaccepted, for a free file (which locked legitimate
+    requests out for more than 30 s)."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("no prlimit here")
+    server = serve("--max-connections", "1000", "--header-timeout", "30", prefix=LOW_FILES)
+    assert "leaves room for 64 connections" in server.log.read_text()
+    held = [connect(server) for _ in range(120)]  # as many as the server may open files
+    try:
+        began = time.monotonic()
+        refused = httpx.get(f"{server.url}/healthz", timeout=5)
+        assert (503, "1") == (refused.status_code, refused.headers["retry-after"])
+        assert time.monotonic() - began < 2
+    finally:
+        for conn in held:
+            conn.close()
