@@ -8,12 +8,15 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -191,3 +194,17 @@ def unprivileged(cwd: Path) -> list[str]:
     if subprocess.run(probe, cwd=cwd, capture_output=True, check=False).returncode:
         pytest.skip("running as root, and nobody cannot run lifecycle here (setpriv)")
     return prefix
+
+
+@contextmanager
+def read_only_folder() -> Iterator[tuple[Path, list[str]]]:
+    """A folder every user may enter, and the command prefix of a process that may read
+    but not write in it: ``nobody`` under root (see :func:`unprivileged`), else none,
+    and the test makes the folder read-only once it has filled it (mode 555)."""
+    folder = Path(tempfile.mkdtemp(prefix="lifecycle-ro-"))
+    folder.chmod(0o755)
+    try:
+        yield folder, unprivileged(folder)
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)

@@ -11,12 +11,10 @@ import os
 import pty
 import re
 import shlex
-import shutil
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import termios
 import threading
 from collections import Counter
@@ -31,6 +29,7 @@ import pytest
 from lifecycle import LIFECYCLES, Engine, FeedResult, Outcome, ResourceStatus
 from lifecycle._simulate import stream
 
+import support
 from support import EXAMPLES_FILE
 
 ENV_NAMES = (
@@ -574,26 +573,9 @@ def test_queries_do_not_create_a_missing_database(tmp_path: Path, command: str) 
 
 @pytest.fixture
 def read_only_folder() -> Iterator[tuple[Path, list[str]]]:
-    """A folder, and the command prefix of a process that may read but not write in it.
-
-    Root writes anywhere: under root the process runs as ``nobody`` (``setpriv``) in a
-    folder of root's; otherwise the test makes the folder read-only once it has filled it
-    (``seal``).
-    """
-    folder = Path(tempfile.mkdtemp(prefix="lifecycle-ro-"))
-    folder.chmod(0o755)
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        probe = [*prefix, sys.executable, "-c", "import lifecycle"]
-        if subprocess.run(probe, cwd=folder, capture_output=True, check=False).returncode:
-            shutil.rmtree(folder)
-            pytest.skip("running as root, and nobody cannot run lifecycle here (setpriv)")
-    try:
-        yield folder, prefix
-    finally:
-        folder.chmod(0o755)
-        shutil.rmtree(folder)
+    """See :func:`support.read_only_folder`."""
+    with support.read_only_folder() as found:
+        yield found
 
 
 def seal(folder: Path, prefix: list[str]) -> None:

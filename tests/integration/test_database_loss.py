@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ import pytest
 
 from lifecycle import Engine
 
-from support import Server, postgres_or_skip, reset_postgres, unprivileged
+from support import Server, postgres_or_skip, read_only_folder, reset_postgres
 
 
 def webhook(n: int) -> bytes:
@@ -40,6 +40,12 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield starter
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    with ExitStack() as exits:
+        yield exits
 
 
 def files(db: Path) -> list[Path]:
@@ -78,17 +84,14 @@ def test_a_deleted_sqlite_file_answers_503_until_it_is_restored(
 
 
 def test_read_only_files_then_writable_again_recover_without_a_restart(
-    tmp_path: Path, serve: Callable[..., Server], request: pytest.FixtureRequest
+    serve: Callable[..., Server], stack: ExitStack
 ) -> None:
     """Read-only when the server starts: 503 and an unavailable /healthz (it said ok);
     writable again: 200 (it stayed 503 until a restart)."""
-    folder = Path(tempfile.mkdtemp(prefix="lifecycle-ro-"))  # open to nobody, unlike tmp_path
-    request.addfinalizer(lambda: shutil.rmtree(folder))
-    folder.chmod(0o755)
+    folder, prefix = stack.enter_context(read_only_folder())  # open to nobody, unlike tmp_path
     db = folder / "ro.db"
     with Engine.open(str(db)) as engine:
         engine.feed(webhook(1))
-    prefix = unprivileged(tmp_path)
     if prefix:
         shutil.chown(folder, "nobody", "nogroup")
         shutil.chown(db, "nobody", "nogroup")

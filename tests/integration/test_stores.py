@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -43,7 +40,14 @@ from lifecycle._convert import encode_payload
 from lifecycle.stores import open_store
 from lifecycle.stores._sql import MIGRATIONS
 
-from support import STORES, Clock, load_examples, postgres_or_skip, reset_postgres
+from support import (
+    STORES,
+    Clock,
+    load_examples,
+    postgres_or_skip,
+    read_only_folder,
+    reset_postgres,
+)
 
 MEETING = {"meetingId": "m1", "sessionId": "s1"}
 
@@ -657,30 +661,6 @@ def test_read_only_opening_refuses_a_missing_or_older_sqlite_file(tmp_path: Path
     with pytest.raises(StoreUnavailable, match="schema version 1, this release reads"):
         open_store(f"sqlite:///{old}", read_only=True)
     assert (content, [old]) == (old.read_bytes(), list(tmp_path.iterdir()))
-
-
-@contextmanager
-def read_only_folder() -> Iterator[tuple[Path, list[str]]]:
-    """A folder, and the command prefix of a process that may read but not write in it.
-
-    Root writes anywhere: under root the process runs as ``nobody`` (``setpriv``) in a
-    folder of root's; otherwise the folder is made read-only (mode 555) when the test
-    has filled it.
-    """
-    folder = Path(tempfile.mkdtemp(prefix="lifecycle-ro-"))
-    folder.chmod(0o755)
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        probe = [*prefix, sys.executable, "-c", "import lifecycle"]
-        if subprocess.run(probe, cwd=folder, capture_output=True, check=False).returncode:
-            shutil.rmtree(folder)
-            pytest.skip("running as root, and nobody cannot run lifecycle here (setpriv)")
-    try:
-        yield folder, prefix
-    finally:
-        folder.chmod(0o755)
-        shutil.rmtree(folder)
 
 
 READ = (
