@@ -93,16 +93,21 @@ class Engine:
         history_limit: int = 100,
         redelivery_window: float | None = None,
         synchronous: str | None = None,
+        read_only: bool = False,
     ) -> Engine:
         """An engine whose state is stored at ``url``, created or migrated as needed.
 
         ``sqlite:///path.db`` or a bare path (WAL mode; ``synchronous`` is SQLite's
         pragma, ``NORMAL`` by default), ``postgresql://user@host/db`` (psycopg 3) for
-        several receivers, or ``memory://``. Raises :class:`InvalidArgument` for a URL
+        several receivers, or ``memory://``. ``read_only`` opens an existing SQLite
+        database for queries only, never creating, migrating or writing it (see
+        :func:`~lifecycle.stores.open_store`). Raises :class:`InvalidArgument` for a URL
         of no known kind and :class:`StoreUnavailable` when the database cannot be
         opened.
+
+        .. versionchanged:: 0.2 ``read_only``.
         """
-        options: dict[str, Any] = {"history_limit": history_limit}
+        options: dict[str, Any] = {"history_limit": history_limit, "read_only": read_only}
         if synchronous is not None:
             options["synchronous"] = synchronous
         return cls(

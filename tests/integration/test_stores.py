@@ -896,3 +896,19 @@ def test_nul_characters_never_reach_the_database(make: Callable[..., Engine]) ->
     assert [] == engine.resources(meeting_id="a\x00")
     assert [] == engine.anomalies(session_id="\x00")
     assert "\x00" == engine.status("session", "a", "s").data["x"]  # type: ignore[union-attr]
+
+
+def test_engine_open_read_only_reads_and_never_writes(tmp_path: Path) -> None:
+    """Engine.open(read_only=True) reads what was written; a write raises and changes
+    nothing; a missing file is not created."""
+    path = tmp_path / "ro.db"
+    with Engine.open(str(path)) as engine:
+        engine.feed_many(load_examples()[:5])
+    with Engine.open(str(path), read_only=True) as reader:
+        assert 5 == reader.events_fed
+        with pytest.raises(StoreUnavailable):
+            reader.feed(load_examples()[5])
+        assert 5 == reader.events_fed
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        Engine.open(str(tmp_path / "missing.db"), read_only=True)
+    assert not (tmp_path / "missing.db").exists()
