@@ -347,6 +347,8 @@ class SqlStore(abc.ABC):
     """
 
     whole_log = True
+    read_only = False
+    """Opened for queries only: never created, migrated or written."""
     blob: ClassVar[str] = "BLOB"
     real: ClassVar[str] = "REAL"
     bigint: ClassVar[str] = "INTEGER"
@@ -460,8 +462,30 @@ class SqlStore(abc.ABC):
             rows: list[tuple[Any, ...]] = conn.execute(self.sql(sql), params).fetchall()
             return rows
 
+    def _has_table(self, conn: Any, name: str) -> bool:
+        """Whether the database has a table of that name."""
+        found = conn.execute(self.sql("SELECT to_regclass(?) IS NOT NULL"), (name,)).fetchone()
+        return bool(found[0])
+
     def _migrate(self, conn: Any) -> int:
-        """Bring the schema to this release's version; the version found."""
+        """Bring the schema to this release's version; the version found. Read-only,
+        check that it is this release's version instead."""
+        if self.read_only:
+            found = (
+                self._has_table(conn, "lifecycle_meta")
+                and conn.execute(
+                    "SELECT value FROM lifecycle_meta WHERE name = 'schema_version'"
+                ).fetchone()
+            )
+            version = int(found[0]) if found else 0
+            if version != SCHEMA_VERSION:
+                has = f"schema version {version}" if version else "no lifecycle tables"
+                raise StoreUnavailable(
+                    f"cannot read {redact(self.url)}: it has {has}, this release reads "
+                    f"version {SCHEMA_VERSION} (open it once for writing to create or "
+                    "migrate them)"
+                )
+            return version
         conn.execute(
             "CREATE TABLE IF NOT EXISTS lifecycle_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
         )

@@ -52,22 +52,27 @@ class PostgresStore(SqlStore):
     bigint = "BIGINT"
     no_limit = None
 
-    def __init__(self, url: str, *, history_limit: int = 100) -> None:
+    def __init__(self, url: str, *, history_limit: int = 100, read_only: bool = False) -> None:
         if psycopg is None:  # pragma: no cover - an install without the extra
             raise StoreUnavailable(
                 "PostgreSQL needs psycopg, the postgresql extra: pip install -e '.[postgresql]' "
                 "in lifecycle's checkout"
             )
         self.errors = (psycopg.Error,)
+        self.read_only = read_only
         super().__init__(url, history_limit=history_limit)
 
     @classmethod
-    def from_url(cls, url: str, *, history_limit: int = 100) -> PostgresStore:
-        """``postgresql://...`` or ``postgres://...``."""
-        return cls(url, history_limit=history_limit)
+    def from_url(
+        cls, url: str, *, history_limit: int = 100, read_only: bool = False
+    ) -> PostgresStore:
+        """``postgresql://...`` or ``postgres://...``; ``read_only``: every transaction
+        read-only (``default_transaction_read_only``), the schema checked, not migrated."""
+        return cls(url, history_limit=history_limit, read_only=read_only)
 
     def _connect(self) -> Any:
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        options = "-c default_transaction_read_only=on" if self.read_only else ""
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=10, options=options)
 
     @contextmanager
     def _begin(self, conn: Any, exclusive: bool, pipeline: bool) -> Iterator[None]:

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from .._records import FeedResult, ResourceRef
 from ..errors import InvalidArgument, StoreUnavailable
-from ._sql import SCHEMA_VERSION, Kept, SqlStore, _SqlBatch
+from ._sql import Kept, SqlStore, _SqlBatch
 
 __all__ = ["SqliteStore", "sqlite_path"]
 
@@ -175,24 +175,8 @@ class SqliteStore(SqlStore):
         conn.execute("PRAGMA busy_timeout = 30000")
         return conn
 
-    def _migrate(self, conn: Any) -> int:
-        if not self.read_only:
-            return super()._migrate(conn)
-        tables = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'lifecycle_meta'")
-        found = (
-            tables.fetchone()
-            and conn.execute(
-                "SELECT value FROM lifecycle_meta WHERE name = 'schema_version'"
-            ).fetchone()
-        )
-        version = int(found[0]) if found else 0
-        if version != SCHEMA_VERSION:
-            has = f"schema version {version}" if version else "no lifecycle tables"
-            raise StoreUnavailable(
-                f"cannot read {self.url}: it has {has}, this release reads version "
-                f"{SCHEMA_VERSION} (open it once for writing to create or migrate them)"
-            )
-        return version
+    def _has_table(self, conn: Any, name: str) -> bool:
+        return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone())
 
     @contextmanager
     def _begin(self, conn: Any, exclusive: bool, pipeline: bool) -> Iterator[None]:
