@@ -128,6 +128,8 @@ class Route(NamedTuple):
     """The compiled cell of this type in each state."""
     starts: bool
     """It enters a session-scoped lifecycle: flagged when that session has ended."""
+    after_session: tuple[tuple[str, object], ...]
+    """Data values that say it starts after its session by design: never flagged."""
     restarts: bool
     """Its lifecycle has restart edges: cycle ids tell a late event from a new cycle."""
     code: int
@@ -138,7 +140,15 @@ def _route(lc: Lifecycle, tag: str) -> Route:
     d = lc.definition
     steps = {s: row[tag] for s, row in lc.table.items()}
     starts = d.session_scoped and d.webhooks[tag] == lc.entry_state
-    return Route(d.name, SPECS[tag], steps, starts, bool(d.restart), TYPE_CODE[tag] << OUTCOME_BITS)
+    return Route(
+        d.name,
+        SPECS[tag],
+        steps,
+        starts,
+        tuple(d.after_session.items()),
+        bool(d.restart),
+        TYPE_CODE[tag] << OUTCOME_BITS,
+    )
 
 
 ROUTES = {tag: _route(lc, tag) for tag, lc in WEBHOOK_TYPES.items()}
@@ -282,7 +292,7 @@ def step(
     none, for stores that answer history from their log).
     """
     route, webhook_type, key, data, warnings, payload = p
-    name, _, steps, starts, restarts, code = route
+    name, _, steps, starts, after_session, restarts, code = route
     table = tables[name]
     res = table.get(key)
     before = IDLE if res is None else res.state
@@ -298,7 +308,11 @@ def step(
             meeting, session_id = data.get("meetingId"), data.get("sessionId")
             if type(meeting) is str and type(session_id) is str:
                 session = tables["session"].get((meeting, session_id))
-                if session is not None and session.state == "ended":
+                if (
+                    session is not None
+                    and session.state == "ended"
+                    and not any(data.get(f) == v for f, v in after_session)
+                ):
                     warnings = (*warnings, AFTER_SESSION_END)
     if restarts and res is not None and res.cycle_id is not None:
         event_id = data.get("id")

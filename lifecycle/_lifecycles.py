@@ -55,7 +55,8 @@ class LifecycleDef:
     ``forward`` edges are the normal progress; ``restart`` edges leave a final state
     to begin a new cycle (a new recording in the same session, a rejoin).
     ``session_scoped`` lifecycles belong to a meeting session: starting one after the
-    session ended is flagged.
+    session ended is flagged, unless its data holds one of the ``after_session`` values
+    (``{"type": "post"}``: a transcription of the recording, made once it is over).
     """
 
     name: str
@@ -66,6 +67,7 @@ class LifecycleDef:
     restart: tuple[tuple[str, str], ...]
     webhooks: Mapping[str, str]
     session_scoped: bool = True
+    after_session: Mapping[str, object] = attrs.field(factory=dict)
 
 
 @frozen
@@ -91,6 +93,7 @@ def _progress(
     prefixes: tuple[str, ...] = (),
     more_webhooks: Mapping[str, str] | None = None,
     session_scoped: bool = True,
+    after_session: Mapping[str, object] | None = None,
 ) -> LifecycleDef:
     """A lifecycle that walks ``idle -> chain...``, may fail, and may restart."""
     path = (IDLE, *chain)
@@ -105,7 +108,17 @@ def _progress(
         restart = tuple((s, restart_to) for s in (chain[-1], "failed") if s in states)
     webhooks = {f"{p}-{s}": s for p in (prefixes or (name,)) for s in states[1:]}
     webhooks.update(more_webhooks or {})
-    return LifecycleDef(name, key, shape, states, tuple(forward), restart, webhooks, session_scoped)
+    return LifecycleDef(
+        name,
+        key,
+        shape,
+        states,
+        tuple(forward),
+        restart,
+        webhooks,
+        session_scoped,
+        after_session or {},
+    )
 
 
 _MEETING = ("meetingId", "sessionId")
@@ -159,6 +172,7 @@ DEFINITIONS: tuple[LifecycleDef, ...] = (
         ("started", "stopped"),
         failed_from_idle=True,
         more_webhooks={"transcription-completed": "stopped"},
+        after_session={"type": "post"},  # post transcriptions start once the meeting is over
     ),
     _progress(
         "merge-recording",

@@ -553,6 +553,7 @@ STARTS_AFTER_END: list[tuple[str, dict[str, str]]] = [
     ("hls-starting", {}),
     ("participant-joined", {"participantId": "p1"}),
     ("transcription-started", {"id": "t1"}),
+    ("transcription-started", {"id": "t1", "type": "realtime"}),
 ]
 
 
@@ -608,6 +609,8 @@ NOT_FLAGGED: list[tuple[str, dict[str, str]]] = [
     ("resource-acquired", {"id": "r1"}),
     ("ai-deployment-session-starting", {}),
     ("agent-session-starting", {}),
+    # after the session by design: a post transcription is made of the finished meeting
+    ("transcription-started", {"id": "t1", "type": "post"}),
 ]
 
 
