@@ -52,6 +52,7 @@ from .errors import (
     LifecycleError,
     LifecycleViolation,
     LogPruned,
+    ProviderError,
     StoreRefused,
     StoreUnavailable,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "ParticipantEvent",
     "ParticipantRecordingEvent",
     "ParticipantTrackRecordingEvent",
+    "ProviderError",
     "RecordingEvent",
     "ResourceEvent",
     "ResourceKey",

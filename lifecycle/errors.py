@@ -19,6 +19,7 @@ __all__ = [
     "LifecycleError",
     "LifecycleViolation",
     "LogPruned",
+    "ProviderError",
     "StoreRefused",
     "StoreUnavailable",
 ]
@@ -88,3 +89,19 @@ class LogPruned(LifecycleError, LookupError):  # noqa: N818 - the condition user
 
 class ConfigError(LifecycleError, ValueError):
     """A server setting that cannot work; the message says which and why."""
+
+
+class ProviderError(LifecycleError, OSError):
+    """The provider's API did not answer usefully: it refused our credentials (401/403),
+    or failed after every retry (5xx, 429, network errors).
+
+    Raised by :class:`lifecycle.reconcile.VideoSDK`. A resource the provider does not know
+    (402, 404) is not an error: it is answered as "not found". ``status`` is the last HTTP
+    status (None after a network error).
+
+    .. versionadded:: 0.3
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
