@@ -10,6 +10,7 @@ import os
 import shlex
 import stat
 import sys
+import tomllib
 from array import array
 from bisect import bisect_left
 from collections import Counter
@@ -635,13 +636,52 @@ def simulate(
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+def _read_config(ctx: click.Context, _: click.Parameter, path: str | None) -> str | None:
+    """Take the settings of a TOML file as the command's defaults: its keys are the
+    options' names (``max-queue`` or ``max_queue``); the command line and the
+    environment win over it."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            settings = tomllib.load(f)
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise CliError(f"{path} is not TOML: {e}") from e
+    known = {
+        p.name: p
+        for p in ctx.command.params
+        if isinstance(p, click.Option) and p.name is not None and p.name != "config"
+    }
+    for key in settings:
+        if key.replace("-", "_") not in known:
+            names = ", ".join(sorted(n.replace("_", "-") for n in known))
+            raise CliError(f"{path}: no setting {key!r} (known: {names})")
+    ctx.default_map = {
+        **(ctx.default_map or {}),
+        **{k.replace("-", "_"): v for k, v in settings.items()},
+    }
+    return path
+
+
 @main.command(
     "serve",
     epilog=_example(
         "lifecycle serve --public-key videosdk.pem",
         "LIFECYCLE_TOKEN=s3cret lifecycle serve --host 0.0.0.0 --db postgresql://app@db/lifecycle",
         "lifecycle serve --insecure-no-signature --port 9000   # local tests only",
+        "lifecycle serve --config lifecycle.toml --port 9000   # the file, --port overridden",
     ),
+)
+@click.option(
+    "--config",
+    metavar="FILE",
+    is_eager=True,
+    expose_value=False,
+    callback=_read_config,
+    help="TOML file of settings, named as the options (max-queue = 256); the command line "
+    "and the environment win over it.",
 )
 @_db
 @click.option(

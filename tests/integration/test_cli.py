@@ -23,6 +23,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -833,3 +834,42 @@ def test_every_command_help_shows_examples(tmp_path: Path, command: str) -> None
     assert (0, True) == (result.returncode, bool(examples))
     # not rewrapped: every line is one whole command
     assert [] == [e for e in examples if f"lifecycle {command} " not in e]
+
+
+def test_serve_takes_its_settings_from_a_config_file(tmp_path: Path) -> None:
+    """A TOML file of settings named as the options; the command line wins over it."""
+    pytest.importorskip("lifecycle.server")
+    (tmp_path / "lifecycle.toml").write_text(
+        'db = "from-file.db"\ninsecure-no-signature = true\nmax_body = 10\n'
+    )
+    server = support.Server(tmp_path, ["--config", "lifecycle.toml"])
+    try:
+        assert 200 == httpx.get(f"{server.url}/healthz").status_code
+        assert (tmp_path / "from-file.db").exists()
+        big = httpx.post(f"{server.url}/webhooks", content=b'{"webhookType": "x"}')
+        assert 413 == big.status_code  # max_body from the file
+    finally:
+        server.stop()
+    server = support.Server(tmp_path, ["--config", "lifecycle.toml", "--db", "from-line.db"])
+    server.stop()
+    assert (tmp_path / "from-line.db").exists()
+    (tmp_path / "open.toml").write_text('host = "0.0.0.0"\ninsecure-no-signature = true\n')
+    assert_error(lifecycle("serve", "--config", "open.toml", cwd=tmp_path), "0.0.0.0", "token")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("hots = 1\n", ["settings.toml", "no setting 'hots'", "host"]),
+        ("x = [", ["settings.toml is not TOML"]),
+        (None, ["cannot read settings.toml"]),
+    ],
+    ids=["unknown-setting", "not-toml", "missing"],
+)
+def test_a_config_file_that_cannot_work_is_one_error_line(
+    tmp_path: Path, text: str | None, words: list[str]
+) -> None:
+    pytest.importorskip("lifecycle.server")
+    if text is not None:
+        (tmp_path / "settings.toml").write_text(text)
+    assert_error(lifecycle("serve", "--config", "settings.toml", cwd=tmp_path), *words)
