@@ -108,6 +108,7 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         _reason = "header_timeout"
         _head: int | None = 0  # bytes of the head read so far; None once it is complete
         _shedding = False  # answered 503 before the app: the body is dropped
+        _shed: asyncio.TimerHandle | None = None  # the 503 owed, until it is written
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -120,6 +121,8 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._shed is not None:
+                self._shed.cancel()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -131,6 +134,9 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                     self._close(431, "header_too_large")
 
         def on_message_begin(self) -> None:
+            if self._shed is not None:  # a pipelined request: the 503 owed goes first
+                self._shed.cancel()
+                self._answer_shed()
             super().on_message_begin()
             self._head = 0
             if self._deadline is None:  # the next request on a kept-alive connection
@@ -144,7 +150,7 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 self._shedding = True
                 # answered a moment later: a client that ignores Retry-After and sends
                 # again at once costs the server little more than its timer
-                self.loop.call_later(SHED_DELAY, self._answer_shed)
+                self._shed = self.loop.call_later(SHED_DELAY, self._answer_shed)
                 return
             super().on_headers_complete()
 
@@ -160,6 +166,7 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 super().on_message_complete()
 
         def _answer_shed(self) -> None:
+            self._shed = None
             if not self.transport.is_closing():
                 self.transport.write(overloaded)
 
@@ -179,7 +186,8 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             self._close(408, self._reason)
 
         def _close(self, status: int, reason: str) -> None:
-            """Answer ``status`` unless a response has begun, and close the connection."""
+            """Answer ``status`` unless a response is under way or a 503 is owed (that
+            goes out first, alone), and close the connection."""
             if self.transport.is_closing():
                 return
             CLOSED[reason] += 1
@@ -189,7 +197,10 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 extra={"fields": {"client": _peer(self.client), "status": status}},
             )
             cycle: Any = self.cycle
-            if cycle is None or not cycle.response_started:
+            if self._shed is not None:
+                self._shed.cancel()
+                self._answer_shed()
+            elif cycle is None or cycle.response_complete or not cycle.response_started:
                 self.transport.write(
                     _STATUS_LINES[status] + b"content-length: 0\r\nconnection: close\r\n\r\n"
                 )

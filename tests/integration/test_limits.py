@@ -73,6 +73,20 @@ def test_a_slow_head_is_answered_408_and_closed(serve: Callable[..., Server]) ->
     assert metric(server, 'lifecycle_shed_total{reason="header_timeout"}') >= 2
 
 
+def test_a_slow_second_head_on_a_kept_alive_connection_is_answered_408(
+    serve: Callable[..., Server],
+) -> None:
+    """After a first request is answered, a second head that stalls is answered 408 too
+    (the first request's finished response does not count as one under way)."""
+    server = serve("--header-timeout", "1")
+    conn = connect(server)
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: receiver\r\n\r\n")
+    first = conn.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    conn.sendall(b"GET /healthz HTTP/1.1\r\n")
+    assert answer_of(conn).startswith(b"HTTP/1.1 408 ")
+
+
 def test_a_slow_body_is_answered_408_and_closed(serve: Callable[..., Server]) -> None:
     """A body that stops coming: 408 after --body-timeout; nothing is stored."""
     server = serve("--body-timeout", "1")
