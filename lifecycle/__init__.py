@@ -37,9 +37,12 @@ from ._lifecycles import (
 )
 from ._records import (
     AFTER_SESSION_END,
+    RECONCILED,
     REDELIVERY,
     FeedResult,
     HistoryEntry,
+    Overdue,
+    Reconciled,
     ResourceKey,
     ResourceStatus,
 )
@@ -61,6 +64,7 @@ from .stores._sql import SCHEMA_VERSION
 __all__ = [
     "AFTER_SESSION_END",
     "LIFECYCLES",
+    "RECONCILED",
     "REDELIVERY",
     "SCHEMA_VERSION",
     "WEBHOOK_TYPES",
@@ -83,10 +87,12 @@ __all__ = [
     "LogPruned",
     "MergeRecordingEvent",
     "Outcome",
+    "Overdue",
     "ParticipantEvent",
     "ParticipantRecordingEvent",
     "ParticipantTrackRecordingEvent",
     "ProviderError",
+    "Reconciled",
     "RecordingEvent",
     "ResourceEvent",
     "ResourceKey",

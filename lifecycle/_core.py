@@ -29,6 +29,7 @@ from ._convert import (
 from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle, Outcome, Step
 from ._records import (
     AFTER_SESSION_END,
+    RECONCILED,
     REDELIVERY,
     FeedResult,
     HistoryEntry,
@@ -205,6 +206,8 @@ def parse(payload: Payload) -> Parsed | Rejected:
         key, warnings, _ = inspect_data(route.spec, data, nested)
     except InvalidEvent as e:
         return Rejected(Outcome.MALFORMED, str(e), tag, payload)
+    if RECONCILED in env:  # implied by the provider's REST API, not sent by it
+        warnings = (*warnings, RECONCILED)
     if type(payload) is not bytes and type(payload) is not str:
         data = dict(data)  # the caller's mapping may change after feed returns
     # tuple.__new__ directly: a named tuple's own __new__ is a Python call (hot path)

@@ -122,6 +122,17 @@ class Deadlines:
             else:
                 self._states[(lifecycle, state)] = seconds
 
+    def watched(self) -> list[tuple[str, str, bool]]:
+        """``(lifecycle, state, session_scoped)`` for every non-final state in which a
+        resource may become due: it has a deadline, or its lifecycle a session grace."""
+        out = []
+        for name, lc in LIFECYCLES.items():
+            graced = lc.definition.session_scoped and name in self._grace
+            for state in lc.definition.states[1:]:
+                if state not in lc.final_states and (graced or (name, state) in self._states):
+                    out.append((name, state, lc.definition.session_scoped))
+        return out
+
     def due(
         self,
         lifecycle: str,

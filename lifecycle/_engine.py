@@ -14,17 +14,31 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from attrs import frozen
 
 from . import _core as core
 from ._convert import Payload
 from ._core import Parsed, Rejected, Replay, parse, status_of, step
+from ._deadlines import Deadlines
 from ._lifecycles import IDLE, LIFECYCLES, Lifecycle, Outcome
-from ._records import FeedResult, HistoryEntry, ResourceKey, ResourceStatus, snake
+from ._records import (
+    RECONCILED,
+    FeedResult,
+    HistoryEntry,
+    Overdue,
+    Reconciled,
+    ResourceKey,
+    ResourceStatus,
+    snake,
+    utc,
+)
 from .errors import InvalidArgument, LifecycleViolation, StoreUnavailable
 from .stores import AnomalyQuery, MemoryStore, ResourceQuery, Store, open_store
+
+if TYPE_CHECKING:
+    from .reconcile import Reconciler
 
 __all__ = ["Engine"]
 
@@ -66,6 +80,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         history_limit: int | None = None,
         redelivery_window: float | None = None,
+        deadlines: Mapping[str, Any] | None = None,
     ) -> None:
         if store is not None and history_limit is not None:
             raise InvalidArgument("history_limit belongs to the store when a store is given")
@@ -80,6 +95,8 @@ class Engine:
         )
         self.strict = strict
         self.redelivery_window = redelivery_window
+        self.deadlines = Deadlines(deadlines)
+        """The deadlines in force: the defaults with ``deadlines`` merged over them."""
         self._clock = clock
         self._subscriptions: list[_Subscription] = []
 
@@ -94,6 +111,7 @@ class Engine:
         redelivery_window: float | None = None,
         synchronous: str | None = None,
         read_only: bool = False,
+        deadlines: Mapping[str, Any] | None = None,
     ) -> Engine:
         """An engine whose state is stored at ``url``, created or migrated as needed.
 
@@ -115,6 +133,7 @@ class Engine:
             strict=strict,
             clock=clock,
             redelivery_window=redelivery_window,
+            deadlines=deadlines,
         )
 
     # -- feeding ------------------------------------------------------------------
@@ -299,6 +318,52 @@ class Engine:
             ResourceQuery(lifecycle, meeting_id, session_id, state, limit, offset)
         )
 
+    def overdue(self, now: datetime | float | None = None) -> list[Overdue]:
+        """Every resource past its deadline at ``now`` (the engine's clock by default),
+        the longest overdue first: in a state longer than its deadline allows, or
+        unfinished longer than the grace after its meeting session ended (see
+        docs/time.md). A query of the resources as they are: nothing is recorded.
+
+        .. versionadded:: 0.3
+        """
+        at = self._clock() if now is None else _epoch(now)
+        ended: dict[object, float] = {
+            s.key: s.entered_at.timestamp()
+            for s in self.store.resources(ResourceQuery("session", state="ended"))
+        }
+        found = []
+        for name, state, scoped in self.deadlines.watched():
+            for status in self.store.resources(ResourceQuery(name, state=state)):
+                data = status.data
+                session = (data.get("meetingId"), data.get("sessionId")) if scoped else None
+                due = self.deadlines.due(
+                    name, state, status.entered_at.timestamp(), ended.get(session), data
+                )
+                if due is not None and due.at <= at:
+                    found.append(Overdue(status, due.deadline, due.seconds, utc(due.at)))
+        return sorted(found, key=lambda o: (o.due_at, o.status.lifecycle, o.status.key))
+
+    def reconcile(
+        self, reconciler: Reconciler, now: datetime | float | None = None
+    ) -> list[Reconciled]:
+        """Ask ``reconciler`` about each resource :meth:`overdue` lists, and feed the
+        webhook each answer implies, with the warning ``reconciled`` and, under that key
+        in its payload, the answer's reason and evidence (so that a replay needs no API
+        call). An answer that implies nothing changes nothing. Raises what the reconciler
+        raises (:class:`~lifecycle.ProviderError`), after feeding the answers before it.
+
+        .. versionadded:: 0.3
+        """
+        done = []
+        for item in self.overdue(now):
+            answer = reconciler.ask(item.status)
+            result = None
+            if answer.webhook is not None:
+                evidence = {"reason": answer.reason, "evidence": answer.evidence}
+                result = self.feed({**answer.webhook, RECONCILED: evidence})
+            done.append(Reconciled(item, answer, result))
+        return done
+
     def state_counts(self) -> dict[str, dict[str, int]]:
         """How many resources are in each state: ``{lifecycle: {state: count}}``.
 
@@ -422,6 +487,10 @@ class Engine:
 
 
 _UNSTORABLE = "the store cannot keep it as given"
+
+
+def _epoch(t: datetime | float) -> float:
+    return t.timestamp() if isinstance(t, datetime) else float(t)
 
 
 def _nul(*values: str | None) -> bool:

@@ -21,9 +21,12 @@ from .errors import InvalidEvent
 
 __all__ = [
     "AFTER_SESSION_END",
+    "RECONCILED",
     "REDELIVERY",
     "FeedResult",
     "HistoryEntry",
+    "Overdue",
+    "Reconciled",
     "Resource",
     "ResourceKey",
     "ResourceRef",
@@ -42,6 +45,10 @@ AFTER_SESSION_END = "after_session_end"
 
 REDELIVERY = "redelivery"
 """Warning: a byte-identical payload seen again within the engine's redelivery window."""
+
+RECONCILED = "reconciled"
+"""Warning: a webhook the provider's REST API implied (``Engine.reconcile``), not sent.
+Its payload holds, under this same key, the reason and the API's answer."""
 
 _CHANGES = (Outcome.APPLIED, Outcome.GAP)
 
@@ -195,3 +202,30 @@ class Snapshot(NamedTuple):
 
     resource: Resource
     seq: int
+
+
+class Overdue(NamedTuple):
+    """A resource past its deadline: its status, the deadline it passed and when.
+
+    .. versionadded:: 0.3
+    """
+
+    status: ResourceStatus
+    deadline: str
+    """``lifecycle.state`` (its state lasted too long) or ``lifecycle.session_end`` (it
+    is unfinished too long after its meeting session ended)."""
+    seconds: float
+    due_at: datetime
+
+
+class Reconciled(NamedTuple):
+    """What ``Engine.reconcile`` did for one overdue resource.
+
+    .. versionadded:: 0.3
+    """
+
+    overdue: Overdue
+    answer: Any
+    """The reconciler's :class:`~lifecycle.reconcile.Answer`."""
+    result: FeedResult | None
+    """What feeding the webhook the answer implied did; None when it implied none."""

@@ -1,0 +1,95 @@
+"""Overdue resources and reconciliation give the same answers on every store, and
+survive reopening the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lifecycle import RECONCILED, Engine, Outcome, ResourceStatus
+from lifecycle import strategies as vs
+from lifecycle.reconcile import Answer
+
+from support import STORES, Clock, postgres_or_skip, reset_postgres
+
+IDS = {"meetingId": "m1", "sessionId": "s1"}
+
+
+def hook(webhook_type: str, **data: Any) -> dict[str, Any]:
+    return {"webhookType": webhook_type, "data": {**IDS, **data}}
+
+
+def open_engine(url: str | None, clock: Clock) -> Engine:
+    return Engine(clock=clock) if url is None else Engine.open(url, clock=clock)
+
+
+def summary(engine: Engine, now: float) -> list[tuple[Any, ...]]:
+    return [
+        (o.deadline, o.seconds, o.due_at, o.status.lifecycle, o.status.key, o.status.state)
+        for o in engine.overdue(now)
+    ]
+
+
+class Stopper:
+    """Answers that every recording stopped; nothing for the others."""
+
+    def ask(self, status: ResourceStatus) -> Answer:
+        if status.lifecycle != "recording":
+            return Answer(None, "still running")
+        return Answer(hook("recording-stopped", fileUrl="https://f/x.mp4"), "recording stopped")
+
+
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
+def test_overdue_and_reconcile_on_every_store(store_url: str | None) -> None:
+    clock = Clock(1000.0)
+    engine = open_engine(store_url, clock)
+    engine.feed(hook("session-started"))
+    engine.feed(hook("participant-joined", participantId="p1"))
+    engine.feed(hook("recording-stopping"))
+    clock.now = 2000.0
+    engine.feed(hook("session-ended"))
+    assert [] == summary(engine, 1899)
+    expected = [("recording.stopping", 900.0, "recording", ("m1", "s1"), "stopping")]
+    assert expected == [(d, s, lc, k, st) for d, s, _, lc, k, st in summary(engine, 1900)]
+    assert ["participant", "recording"] == sorted(x[3] for x in summary(engine, 2120))
+    if store_url is not None:  # the database remembers: a new engine sees the same
+        again = Engine.open(store_url, clock=clock)
+        assert summary(engine, 2120) == summary(again, 2120)
+        again.close()
+    done = engine.reconcile(Stopper(), now=2120)
+    fed = [r.result for r in done if r.result is not None]
+    assert [(Outcome.APPLIED, "stopped", (RECONCILED,))] == [
+        (r.outcome, r.after, r.warnings) for r in fed
+    ]
+    assert ["participant"] == [x[3] for x in summary(engine, 2120)]
+    assert [] == engine.rebuild()
+    logged = engine.log(after=fed[0].seq - 1)[0]
+    assert (RECONCILED,) == logged.warnings  # the warning comes back from the stored payload
+    engine.close()
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=vs.session_events(), later=st.floats(0, 100_000))
+def test_every_store_finds_what_memory_finds(
+    stream: list[Any], later: float, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    urls = [f"sqlite:///{tmp_path_factory.mktemp('t') / 'o.db'}"]
+    try:
+        pg = postgres_or_skip()
+        reset_postgres(pg)
+        urls.append(pg)
+    except pytest.skip.Exception:
+        pass
+    memory_clock = Clock(0.0, tick=5.0)
+    memory = Engine(clock=memory_clock)
+    for payload in stream:
+        memory.feed(payload)
+    for url in urls:
+        clock = Clock(0.0, tick=5.0)
+        with Engine.open(url, clock=clock) as engine:
+            for payload in stream:
+                engine.feed(payload)
+            assert summary(memory, memory_clock.now + later) == summary(engine, clock.now + later)
