@@ -16,7 +16,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -31,7 +31,7 @@ from rich.table import Column, Table
 
 from ._convert import _dumps
 from ._engine import Engine
-from ._json import result_json, status_json
+from ._json import overdue_json, result_json, status_json
 from ._lifecycles import LIFECYCLES, Outcome
 from ._records import FeedResult, ResourceKey, ResourceStatus
 from ._simulate import stream
@@ -559,6 +559,51 @@ def anomalies(
         _print_json([result_json(r) for r in found])
     else:
         _print(_anomaly_table(found) if found else "no anomalies")
+
+
+@main.command(
+    epilog=_example(
+        "lifecycle overdue",
+        "lifecycle overdue --lifecycle recording --format json",
+        "lifecycle overdue --now 2026-12-01T12:00:00+00:00",
+    )
+)
+@_db
+@_lifecycle
+@click.option(
+    "--now",
+    metavar="TIME",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+    help="Judge at this time (ISO 8601; UTC unless an offset is given) instead of now.",
+)
+@_format("table", "json")
+def overdue(db: str, lifecycle_name: str | None, now: datetime | None, fmt: str) -> None:
+    """List the resources past their deadline, the longest overdue first."""
+    if now is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    with _open_engine(db, read_only=True) as engine:
+        found = [
+            o
+            for o in engine.overdue(now)
+            if lifecycle_name is None or o.status.lifecycle == lifecycle_name
+        ]
+    if fmt == "json":
+        _print_json([overdue_json(o) for o in found])
+    elif not found:
+        _print("nothing is overdue")
+    else:
+        table = _table("lifecycle", "key", "state", "since", "deadline", "due at")
+        for o in found:
+            s = o.status
+            table.add_row(
+                s.lifecycle,
+                _key(s.key),
+                s.state,
+                _time(s.entered_at),
+                f"{o.deadline} ({o.seconds:g} s)",
+                _time(o.due_at),
+            )
+        _print(table)
 
 
 # -- diagram, simulate, serve ------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._lifecycles import LIFECYCLES
-from ._records import FeedResult, HistoryEntry, ResourceStatus
+from ._records import FeedResult, HistoryEntry, Overdue, ResourceStatus
 
-__all__ = ["result_json", "status_json"]
+__all__ = ["overdue_json", "result_json", "status_json"]
 
 
 def _ids(lifecycle: str | None, key: tuple[str, ...] | None) -> dict[str, str] | None:
@@ -54,3 +54,13 @@ def status_json(s: ResourceStatus, history: bool = True) -> dict[str, Any]:
     if history:
         out["history"] = [_entry(h) for h in s.history]
     return out
+
+
+def overdue_json(o: Overdue) -> dict[str, Any]:
+    """One overdue resource: its status without history, and the deadline it passed."""
+    return {
+        **status_json(o.status, history=False),
+        "deadline": o.deadline,
+        "seconds": o.seconds,
+        "due_at": o.due_at.isoformat(),
+    }

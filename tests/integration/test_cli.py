@@ -20,6 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -873,3 +874,38 @@ def test_a_config_file_that_cannot_work_is_one_error_line(
     if text is not None:
         (tmp_path / "settings.toml").write_text(text)
     assert_error(lifecycle("serve", "--config", "settings.toml", cwd=tmp_path), *words)
+
+
+def test_overdue_lists_what_is_past_its_deadline(tmp_path: Path) -> None:
+    """A recording left in stopping: listed from 15 minutes after it stopped sending, as
+    a table and as JSON; an unknown time or lifecycle is an error line."""
+    webhooks = tmp_path / "stuck.jsonl"
+    ids = {"meetingId": "m1", "sessionId": "s1"}
+    webhooks.write_text(
+        "\n".join(
+            json.dumps({"webhookType": t, "data": ids})
+            for t in ("recording-started", "recording-stopping")
+        )
+    )
+    assert 0 == lifecycle("replay", "--db", "t.db", webhooks, cwd=tmp_path).returncode
+    with Engine.open(str(tmp_path / "t.db")) as engine:
+        stopping = engine.status("recording", "m1", "s1")
+    assert stopping is not None
+    due = stopping.entered_at.timestamp() + 900
+
+    def at(t: float, *more: str) -> subprocess.CompletedProcess[str]:
+        when = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+        return lifecycle("overdue", "--db", "t.db", "--now", when, *more, cwd=tmp_path)
+
+    assert "nothing is overdue" in at(due - 5).stdout
+    table = at(due + 5).stdout
+    assert "m1/s1" in table
+    assert "recording.stopping (900 s)" in table
+    (found,) = json.loads(at(due + 5, "--format", "json").stdout)
+    assert ("recording", "stopping", "recording.stopping") == (
+        found["lifecycle"],
+        found["state"],
+        found["deadline"],
+    )
+    assert [] == json.loads(at(due + 5, "--lifecycle", "hls", "--format", "json").stdout)
+    assert_error(lifecycle("overdue", "--db", "t.db", "--lifecycle", "nope", cwd=tmp_path), "nope")
