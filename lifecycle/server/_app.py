@@ -26,9 +26,9 @@ from starlette.types import ExceptionHandler
 
 from .._convert import _dumps
 from .._engine import Engine
-from .._json import result_json, status_json
+from .._json import overdue_json, result_json, status_json
 from .._lifecycles import LIFECYCLES
-from .._records import ResourceStatus
+from .._records import Overdue, ResourceStatus
 from ..errors import InvalidArgument, StoreRefused, StoreUnavailable
 from ._config import ServerConfig, check
 from ._feeder import Engines, Load, QueueFull, open_engines
@@ -254,6 +254,20 @@ class Api:
         q = request.query_params
         limit = _page_arg(request, "limit", 100, MAX_PAGE)
         offset = _page_arg(request, "offset", 0)
+        overdue = q.get("overdue", "false")
+        if overdue not in ("true", "false"):
+            raise InvalidArgument(f"overdue must be true or false, not {overdue!r}")
+        if overdue == "true":
+            late = await self.engines.read(_overdue, q.get("lifecycle"))
+            page = [o for o in late if _matches(o, q)][offset : offset + limit]
+            return _json(
+                {
+                    "items": [overdue_json(o) for o in page],
+                    "next": _next(request, offset=offset + limit)
+                    if len(page) == limit > 0
+                    else None,
+                }
+            )
         found = await self.engines.read(
             Engine.resources,
             q.get("lifecycle"),
@@ -332,6 +346,7 @@ class Api:
 
     async def metrics_text(self, request: Request) -> Response:
         self.metrics.set_resources(await self.engines.read(Engine.state_counts))
+        self.metrics.set_overdue(await self.engines.read(_overdue, None))
         return Response(self.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:
@@ -345,6 +360,26 @@ class Api:
 
     async def openapi_json(self, request: Request) -> Response:
         return _json(openapi())
+
+
+def _matches(o: Overdue, query: Mapping[str, str]) -> bool:
+    """Whether ``o`` passes the filters of ``GET /resources`` (besides its lifecycle)."""
+    data, state = o.status.data, o.status.state
+    return all(
+        query.get(name) in (None, value)
+        for name, value in (
+            ("meetingId", data.get("meetingId")),
+            ("sessionId", data.get("sessionId")),
+            ("state", state),
+        )
+    )
+
+
+def _overdue(engine: Engine, lifecycle: str | None) -> list[Overdue]:
+    """What is overdue now, of one lifecycle or all (an unknown one: InvalidArgument)."""
+    if lifecycle is not None and lifecycle not in LIFECYCLES:
+        raise InvalidArgument(f"unknown lifecycle {lifecycle!r}; known: {', '.join(LIFECYCLES)}")
+    return [o for o in engine.overdue() if lifecycle in (None, o.status.lifecycle)]
 
 
 def _session_page(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 
 import prometheus_client as prom
 from prometheus_client.core import CounterMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._lifecycles import LIFECYCLES, WEBHOOK_TYPES, Outcome
-from .._records import FeedResult
+from .._records import FeedResult, Overdue
 from ._protocol import CLOSED
 
 __all__ = ["AccessLog", "Metrics"]
@@ -52,6 +53,12 @@ class Metrics:
             "Requests whose client went away before the request was read.",
             registry=self.registry,
         )
+        self.overdue = prom.Gauge(
+            "lifecycle_overdue_resources",
+            "Resources past their deadline now, by lifecycle and state.",
+            ["lifecycle", "state"],
+            registry=self.registry,
+        )
         self.registry.register(_Shed())
         self.latency = prom.Histogram(
             "lifecycle_request_duration_seconds",
@@ -90,6 +97,14 @@ class Metrics:
         for name, lc in LIFECYCLES.items():
             for state in lc.states:
                 self.resources.labels(name, state).set(counts.get(name, {}).get(state, 0))
+
+    def set_overdue(self, overdue: Sequence[Overdue]) -> None:
+        """Set the overdue gauges from ``Engine.overdue()`` (every other series 0)."""
+        counts = Counter((o.status.lifecycle, o.status.state) for o in overdue)
+        for name, lc in LIFECYCLES.items():
+            for state in lc.states:
+                if state not in lc.final_states:
+                    self.overdue.labels(name, state).set(counts.get((name, state), 0))
 
     def text(self) -> bytes:
         """The metrics in the Prometheus text format."""

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -692,3 +693,30 @@ def test_a_signature_made_by_openssl_verifies(
     ).stdout
     assert verify_signature(public_key, base64.b64encode(signed), body)
     assert not verify_signature(public_key, base64.b64encode(signed), body[:-1])
+
+
+async def test_overdue_resources_are_listed_and_counted(start: Start, tmp_path: Path) -> None:
+    """Resources that entered their states an hour ago: GET /resources?overdue=true lists
+    those past their deadline, the longest overdue first, with the deadline; /metrics
+    counts them by lifecycle and state."""
+    hour_ago = time.time() - 3600
+    with Engine.open(str(tmp_path / "lifecycle.db"), clock=lambda: hour_ago) as engine:
+        engine.feed(body_of("recording-stopping", **IDS))  # 900 s
+        engine.feed(body_of("hls-started", **OTHER_IDS))  # 180 s
+        engine.feed(body_of("participant-joined", **IDS, participantId="p1"))  # none
+    client = await start(signed=False)
+    page = (await client.get("/resources?overdue=true", headers=AUTH)).json()
+    assert [("hls", "hls.started", 180), ("recording", "recording.stopping", 900)] == [
+        (i["lifecycle"], i["deadline"], i["seconds"]) for i in page["items"]
+    ]
+    assert page["items"][1]["due_at"].startswith(
+        datetime.fromtimestamp(hour_ago + 900, UTC).isoformat()[:19]
+    )
+    only = (await client.get("/resources?overdue=true&lifecycle=recording", headers=AUTH)).json()
+    assert ["recording"] == [i["lifecycle"] for i in only["items"]]
+    first = (await client.get("/resources?overdue=true&limit=1", headers=AUTH)).json()
+    assert "/resources?overdue=true&limit=1&offset=1" == first["next"]
+    assert 400 == (await client.get("/resources?overdue=maybe", headers=AUTH)).status_code
+    metrics = (await client.get("/metrics", headers=AUTH)).text.splitlines()
+    assert 'lifecycle_overdue_resources{lifecycle="recording",state="stopping"} 1.0' in metrics
+    assert 'lifecycle_overdue_resources{lifecycle="participant",state="joined"} 0.0' in metrics
