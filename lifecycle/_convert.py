@@ -40,9 +40,10 @@ MAX_KEY_LENGTH = 100
 """The most characters a key field may hold: every key fits a database index (a
 PostgreSQL B-tree row holds about 2.7 kB; four key fields of 100 characters, each at
 most 6 bytes once escaped in JSON, stay under it)."""
-MAX_DEPTH = 64
+MAX_DEPTH = 100
 """How deep ``data`` may nest objects and arrays (``data`` itself is level 1): stores and
-pages write ``data`` back as JSON, nested further, and orjson stops at 254 levels."""
+pages write ``data`` back as JSON, nested a few levels further, and orjson stops at 254.
+A body of at most ``2 * MAX_DEPTH`` bytes cannot nest deeper: the common case is free."""
 _BASE = {"extra", "envelope", "tag_key", "warnings"}
 
 

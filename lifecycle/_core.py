@@ -200,8 +200,11 @@ def parse(payload: Payload) -> Parsed | Rejected:
             )
         return Rejected(Outcome.UNKNOWN_TYPE, f"unknown webhookType {tag!r}", tag, payload)
     data: Any = env.get("data")
-    # a payload with fewer brackets than MAX_DEPTH cannot nest deeper: no need to look
-    nested = type(payload) is not bytes or payload.count(b"{") + payload.count(b"[") > MAX_DEPTH
+    # a body too short to hold MAX_DEPTH opening and closing brackets, or with fewer
+    # brackets than that, cannot nest deeper: no need to look (the common case is free)
+    nested = type(payload) is not bytes or (
+        len(payload) > 2 * MAX_DEPTH and payload.count(b"{") + payload.count(b"[") > MAX_DEPTH
+    )
     try:
         key, warnings, _ = inspect_data(route.spec, data, nested)
     except InvalidEvent as e:
