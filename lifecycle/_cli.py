@@ -14,12 +14,12 @@ import tomllib
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import click
@@ -30,13 +30,14 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Column, Table
 
 from ._convert import _dumps
+from ._deadlines import NAMES, parse_duration
 from ._engine import Engine
 from ._json import overdue_json, result_json, status_json
 from ._lifecycles import LIFECYCLES, Outcome
 from ._records import FeedResult, ResourceKey, ResourceStatus
 from ._simulate import stream
 from ._version import __version__
-from .errors import LifecycleError
+from .errors import InvalidArgument, LifecycleError
 from .stores import open_store
 from .stores.sqlite import sqlite_path
 
@@ -143,6 +144,47 @@ _lifecycle = click.option(
 _meeting = click.option("--meeting", metavar="ID", help="Only this meeting (meetingId).")
 _session = click.option("--session", metavar="ID", help="Only this session (sessionId).")
 _limit = click.option("--limit", type=click.IntRange(min=0), help="At most this many.")
+
+
+if TYPE_CHECKING:  # generic in recent click only: subscripted for the type checker alone
+    _DeadlineType = click.ParamType[tuple[str, float | None], Any]
+else:
+    _DeadlineType = click.ParamType
+
+
+class _Deadline(_DeadlineType):
+    """``NAME=DURATION``: a deadline's name and seconds (``30m``; ``off``: None)."""
+
+    name = "NAME=DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, float | None]:
+        if isinstance(value, tuple):
+            return value
+        name, sep, duration = str(value).partition("=")
+        if not sep or name.strip() not in NAMES:
+            self.fail(
+                f"{value!r} is not NAME=DURATION with a deadline's name, such as "
+                "recording.stopping=30m (see docs/time.md)",
+                param,
+                ctx,
+            )
+        try:
+            return name.strip(), parse_duration(duration)
+        except InvalidArgument as e:
+            self.fail(str(e), param, ctx)
+
+
+_deadline = click.option(
+    "--deadline",
+    "deadlines",
+    type=_Deadline(),
+    multiple=True,
+    help="Set one deadline, repeatable: recording.stopping=30m, hls.started=off.",
+)
+
+
 _query = _options(_db, _lifecycle, _meeting, _session, _limit)
 
 
@@ -282,17 +324,19 @@ def _state_counts(statuses: Iterable[ResourceStatus]) -> Table:
 # -- the engine --------------------------------------------------------------------------
 
 
-def _open_engine(db: str, read_only: bool = False) -> closing[Engine]:
+def _open_engine(
+    db: str, read_only: bool = False, deadlines: Mapping[str, float | None] | None = None
+) -> closing[Engine]:
     """``Engine.open(db)``, closed on exit; ``read_only`` (the queries) opens an existing
     database for reading only, a missing SQLite file being an error."""
     if not read_only:
-        return closing(Engine.open(db))
+        return closing(Engine.open(db, deadlines=deadlines))
     path = sqlite_path(db)
     if path and not Path(path).exists():
         raise CliError(
             f"database {db} does not exist (give --db, or fill it with lifecycle replay)"
         )
-    return closing(Engine(open_store(db, read_only=True)))
+    return closing(Engine(open_store(db, read_only=True), deadlines=deadlines))
 
 
 # -- replay ------------------------------------------------------------------------------
@@ -570,6 +614,7 @@ def anomalies(
 )
 @_db
 @_lifecycle
+@_deadline
 @click.option(
     "--now",
     metavar="TIME",
@@ -577,11 +622,17 @@ def anomalies(
     help="Judge at this time (ISO 8601; UTC unless an offset is given) instead of now.",
 )
 @_format("table", "json")
-def overdue(db: str, lifecycle_name: str | None, now: datetime | None, fmt: str) -> None:
+def overdue(
+    db: str,
+    lifecycle_name: str | None,
+    deadlines: tuple[tuple[str, float | None], ...],
+    now: datetime | None,
+    fmt: str,
+) -> None:
     """List the resources past their deadline, the longest overdue first."""
     if now is not None and now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    with _open_engine(db, read_only=True) as engine:
+    with _open_engine(db, read_only=True, deadlines=dict(deadlines)) as engine:
         found = [
             o
             for o in engine.overdue(now)
@@ -699,10 +750,15 @@ def _read_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
         for p in ctx.command.params
         if isinstance(p, click.Option) and p.name is not None and p.name != "config"
     }
+    table = settings.pop("deadlines", {})
+    if not isinstance(table, dict):
+        raise CliError(f"{path}: deadlines must be a table ([deadlines])")
+    if table:
+        settings["deadlines"] = [f"{name}={value}" for name, value in table.items()]
     for key in settings:
         if key.replace("-", "_") not in known:
-            names = ", ".join(sorted(n.replace("_", "-") for n in known))
-            raise CliError(f"{path}: no setting {key!r} (known: {names})")
+            names = ", ".join(sorted(n.replace("_", "-") for n in known if n != "deadlines"))
+            raise CliError(f"{path}: no setting {key!r} (known: {names}, [deadlines])")
     ctx.default_map = {
         **(ctx.default_map or {}),
         **{k.replace("-", "_"): v for k, v in settings.items()},
@@ -812,6 +868,7 @@ def _read_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     metavar="BYTES",
     help="Largest request head (431 and closed beyond).",
 )
+@_deadline
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
 def serve_command(
     db: str,
@@ -828,6 +885,7 @@ def serve_command(
     header_timeout: float,
     body_timeout: float,
     max_header_size: int,
+    deadlines: tuple[tuple[str, float | None], ...],
     log_level: str,
 ) -> None:
     """Receive webhooks over HTTP into the database, and answer queries."""
@@ -862,6 +920,7 @@ def serve_command(
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             max_header_size=max_header_size,
+            deadlines=dict(deadlines),
             log_level=log_level,
         )
     )

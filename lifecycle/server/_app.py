@@ -113,7 +113,12 @@ class Api:
         config = self.config
         try:
             async with open_engines(
-                config.db, config.redelivery_window, config.max_batch, self.key, self.load
+                config.db,
+                config.redelivery_window,
+                config.max_batch,
+                self.key,
+                self.load,
+                config.deadlines,
             ) as self._engines:
                 yield
         finally:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..errors import ConfigError
+from .._deadlines import Deadlines
+from ..errors import ConfigError, InvalidArgument
 from ._signature import load_public_key
 
 __all__ = ["ServerConfig", "check"]
@@ -41,6 +44,8 @@ class ServerConfig:
     """Largest request head in bytes (``lifecycle serve`` only)."""
     max_connections: int = 2000
     """Open connections beyond which a request is answered 503 (``lifecycle serve`` only)."""
+    deadlines: Mapping[str, Any] = attrs.field(factory=dict)
+    """Deadlines merged over the defaults (see docs/time.md)."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -91,4 +96,8 @@ def check(config: ServerConfig) -> rsa.RSAPublicKey | None:
     ):
         if not seconds > 0:
             raise ConfigError(f"{option} must be a positive number of seconds")
+    try:
+        Deadlines(config.deadlines)
+    except InvalidArgument as e:
+        raise ConfigError(f"--deadline: {e}") from None
     return None if config.public_key is None else load_public_key(config.public_key)

@@ -9,10 +9,10 @@ wait behind a commit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -225,6 +225,7 @@ async def open_engines(
     max_batch: int,
     key: rsa.RSAPublicKey | None = None,
     load: Load | None = None,
+    deadlines: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Engines]:
     """The engines of database ``db``, open while the context lasts; with ``key``, the
     writer checks each webhook's signature before feeding it; once ``load`` is full,
@@ -233,9 +234,9 @@ async def open_engines(
     An in-memory database (``memory://``, ``sqlite://``) exists in its own engine only:
     then reads go through the writing engine.
     """
-    writer = EngineThread(Engine.open(db, redelivery_window=redelivery_window))
+    writer = EngineThread(Engine.open(db, redelivery_window=redelivery_window, deadlines=deadlines))
     shared = sqlite_path(db) == "" or urlsplit(db).scheme == "memory"
-    reader = writer if shared else EngineThread(Engine.open(db))
+    reader = writer if shared else EngineThread(Engine.open(db, deadlines=deadlines))
     engines = Engines(writer, reader, max_batch, key, load)
     try:
         yield engines

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import termios
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
@@ -908,4 +909,38 @@ def test_overdue_lists_what_is_past_its_deadline(tmp_path: Path) -> None:
         found["deadline"],
     )
     assert [] == json.loads(at(due + 5, "--lifecycle", "hls", "--format", "json").stdout)
+    sooner = at(due - 830, "--deadline", "recording.stopping=1m", "--format", "json")
+    assert ["recording.stopping"] == [o["deadline"] for o in json.loads(sooner.stdout)]
+    off = at(due + 5, "--deadline", "recording.stopping=off", "--format", "json")
+    assert [] == json.loads(off.stdout)
     assert_error(lifecycle("overdue", "--db", "t.db", "--lifecycle", "nope", cwd=tmp_path), "nope")
+
+
+def test_serve_takes_deadlines_from_the_command_line_and_its_config_file(tmp_path: Path) -> None:
+    """A recording stopping for an hour: overdue by default (900 s); not with a
+    [deadlines] table of two hours in the config file; overdue again with --deadline
+    on the command line, which wins."""
+    pytest.importorskip("lifecycle.server")
+    hour_ago = time.time() - 3600
+    with Engine.open(str(tmp_path / "d.db"), clock=lambda: hour_ago) as engine:
+        engine.feed(
+            {"webhookType": "recording-stopping", "data": {"meetingId": "m", "sessionId": "s"}}
+        )
+    (tmp_path / "d.toml").write_text(
+        'db = "d.db"\ninsecure-no-signature = true\n[deadlines]\n"recording.stopping" = "2h"\n'
+    )
+
+    def overdue(*args: str) -> list[str]:
+        server = support.Server(tmp_path, ["--config", "d.toml", *args])
+        try:
+            page = httpx.get(f"{server.url}/resources?overdue=true").json()
+        finally:
+            server.stop()
+        return [item["deadline"] for item in page["items"]]
+
+    assert [] == overdue()
+    assert ["recording.stopping"] == overdue("--deadline", "recording.stopping=15m")
+    (tmp_path / "bad.toml").write_text('[deadlines]\n"recording.stoped" = "1m"\n')
+    bad = lifecycle("serve", "--config", "bad.toml", "--insecure-no-signature", cwd=tmp_path)
+    assert 2 == bad.returncode
+    assert "recording.stoped" in bad.stderr
