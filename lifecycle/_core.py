@@ -357,7 +357,7 @@ def step(
         res.data = data if cell.restart or res.data is None else {**res.data, **data}
     if restarts and outcome is not _OUT_OF_ORDER and outcome is not _ILLEGAL:
         cycle_id = data.get("id")
-        if isinstance(cycle_id, str):
+        if isinstance(cycle_id, str) and "\x00" not in cycle_id:  # no database keeps NUL
             res.cycle_id = cycle_id
     if history_cap:
         h = res.history

@@ -95,8 +95,9 @@ class PostgresStore(SqlStore):
             raise
 
     def _refused(self, error: Exception) -> bool:
+        # psycopg refuses some values itself (NUL in text), a DataError without a SQLSTATE
         sqlstate = getattr(error, "sqlstate", None) or ""
-        return sqlstate[:2] in _REFUSALS
+        return sqlstate[:2] in _REFUSALS or isinstance(error, psycopg.DataError)
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")

@@ -243,3 +243,21 @@ def test_poison_in_a_concurrent_batch_fails_nothing(
     server.stop()
     with Engine.open(db) as engine:
         assert sorted(bodies) == sorted(r.payload for r in engine.log())  # type: ignore[type-var]
+
+
+def test_a_nul_in_a_cycle_id_fails_nothing(db: str) -> None:
+    """A recorder's id holding NUL (PostgreSQL keeps no NUL in text, and psycopg refused
+    it with a DataError that read as unavailability: 503 for its whole batch, on every
+    retry): stored with the others, the id not taken as the cycle's."""
+    nul = {
+        "webhookType": "recording-starting",
+        "data": {"meetingId": "m", "sessionId": "s", "id": "a\x00b"},
+    }
+    good = webhooks(4)
+    with Engine.open(db) as engine:
+        results = engine.feed_many([good[0], nul, *good[1:]])
+        assert Outcome.MALFORMED not in [r.outcome for r in results]
+        assert 5 == len(engine.log())
+        status = engine.status("recording", "m", "s")
+        assert status is not None
+        assert "starting" == status.state
