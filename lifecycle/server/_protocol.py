@@ -81,10 +81,8 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with ``limits`` (give it as ``uvicorn.Config(http=)``)."""
     load = limits.load
     too_many = _unavailable(limits.retry_after, "too many connections; retry later", True)
-    overloaded = _unavailable(
-        limits.retry_after, "overloaded: too many webhooks wait to be stored; retry later", False
-    )
-
+    full = "overloaded: too many webhooks wait to be stored; retry later"
+    overloaded = {keep: _unavailable(limits.retry_after, full, not keep) for keep in (True, False)}
     sweeping = False
 
     def sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
@@ -106,8 +104,11 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _deadline: float | None = None  # when the head or body being read is late
         _reason = "header_timeout"
-        _head: int | None = 0  # bytes of the head read so far; None once it is complete
-        _shedding = False  # answered 503 before the app: the body is dropped
+        _head: int | None = 0  # bytes of an unfinished head read so far; None once whole
+        _head_size = 0  # the head's size by the parser's account (url and headers)
+        _begun = False  # a message began in the chunk being read
+        _shedding = False  # a request answered 503 before the app: its body is dropped
+        _shed_keep_alive = True
         _shed: asyncio.TimerHandle | None = None  # the 503 owed, until it is written
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -126,9 +127,11 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            reading_head = self._head is not None
+            reading_head, self._begun = self._head is not None, False
             super().data_received(data)
-            if reading_head and self._head is not None:  # all of it was head
+            # all of the chunk was head only when it neither finished a head nor began
+            # a message (then part of it belonged to the message before)
+            if reading_head and self._head is not None and not self._begun:
                 self._head += len(data)
                 if self._head > limits.max_header_size:
                     self._close(431, "header_too_large")
@@ -136,18 +139,33 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         def on_message_begin(self) -> None:
             if self._shed is not None:  # a pipelined request: the 503 owed goes first
                 self._shed.cancel()
-                self._answer_shed()
+                self._answer_shed(idle=False)
             super().on_message_begin()
-            self._head = 0
+            self._head, self._head_size, self._begun = 0, 0, True
             if self._deadline is None:  # the next request on a kept-alive connection
                 self._arm(limits.header_timeout, "header_timeout")
 
+        def on_url(self, url: bytes) -> None:
+            self._head_size += len(url)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._head_size += len(name) + len(value) + 4
+            super().on_header(name, value)
+
         def on_headers_complete(self) -> None:
             self._head = None
+            if self._head_size > limits.max_header_size:  # a whole head, read at once
+                self._close(431, "header_too_large")
+                return
             self._arm(limits.body_timeout, "body_timeout")
-            if load.full and self.parser.get_method() == b"POST":
+            idle = self.cycle is None or self.cycle.response_complete
+            if load.full and idle and self.parser.get_method() == b"POST":
+                # nothing earlier awaits its answer on this connection: shed here, the
+                # cheapest 503 there is (else the app sheds it, in order)
                 CLOSED["overloaded"] += 1
                 self._shedding = True
+                self._shed_keep_alive = self.parser.should_keep_alive()
                 # answered a moment later: a client that ignores Retry-After and sends
                 # again at once costs the server little more than its timer
                 self._shed = self.loop.call_later(SHED_DELAY, self._answer_shed)
@@ -155,20 +173,36 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
-            if not self._shedding:
+            if not self._shedding and not self.transport.is_closing():
                 super().on_body(body)
 
         def on_message_complete(self) -> None:
             self._disarm()
-            if self._shedding:
-                self._shedding = False  # the next request on this connection is read
-            else:
+            if self.transport.is_closing() and not self._shedding:
+                return  # refused before the app (431): the rest is dropped
+            if not self._shedding:
                 super().on_message_complete()
+                return
+            self._shedding = False  # the next request on this connection is read
+            if self._shed is None:  # answered already: what follows the answer
+                self._after_shed()
 
-        def _answer_shed(self) -> None:
+        def _answer_shed(self, idle: bool = True) -> None:
             self._shed = None
-            if not self.transport.is_closing():
-                self.transport.write(overloaded)
+            if self.transport.is_closing():
+                return
+            self.transport.write(overloaded[self._shed_keep_alive])
+            if idle and not self._shedding:  # its body is read: what follows the answer
+                self._after_shed()
+
+        def _after_shed(self) -> None:
+            """Close, or wait for the next request as long as uvicorn waits (keep-alive)."""
+            if not self._shed_keep_alive:
+                self.transport.close()
+            elif not self.transport.is_closing():
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
 
         def _arm(self, seconds: float, reason: str) -> None:
             nonlocal sweeping
@@ -182,12 +216,17 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             self._deadline = None
 
         def _expired(self) -> None:
+            if self.flow is not None and self.flow.read_paused:
+                # the server stopped reading (a pipelined request waits its turn): the
+                # client is not late
+                self._deadline = self.loop.time() + SWEEP_INTERVAL
+                return
             self._deadline = None
             self._close(408, self._reason)
 
         def _close(self, status: int, reason: str) -> None:
-            """Answer ``status`` unless a response is under way or a 503 is owed (that
-            goes out first, alone), and close the connection."""
+            """Answer ``status`` when no other answer is owed or under way on this
+            connection (a 503 owed goes out first, alone), and close the connection."""
             if self.transport.is_closing():
                 return
             CLOSED[reason] += 1
@@ -199,8 +238,12 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             cycle: Any = self.cycle
             if self._shed is not None:
                 self._shed.cancel()
-                self._answer_shed()
-            elif cycle is None or cycle.response_complete or not cycle.response_started:
+                self._answer_shed(idle=False)
+            elif (  # no answer under way, nor an earlier request waiting for its own
+                not self._shedding
+                and not self.pipeline
+                and (cycle is None or cycle.response_complete or not cycle.response_started)
+            ):
                 self.transport.write(
                     _STATUS_LINES[status] + b"content-length: 0\r\nconnection: close\r\n\r\n"
                 )

@@ -4,8 +4,10 @@ heads, too many connections, a full webhook queue, clients that leave mid-body."
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -214,3 +216,63 @@ def test_a_low_open_file_limit_lowers_the_connection_cap(serve: Callable[..., Se
     finally:
         for conn in held:
             conn.close()
+
+
+def test_a_whole_head_over_the_cap_in_one_write_is_431(serve: Callable[..., Server]) -> None:
+    """A 60 kB head sent at once (it was let through: only a head still unfinished
+    after a read was measured); a pipelined webhook whose next head is cut short after
+    20 kB of body is answered 200 (its body was counted as the next head's)."""
+    server = serve("--max-header-size", "16384")
+    conn = connect(server)
+    conn.sendall(HEAD + b"X-Big: " + b"a" * 60_000 + b"\r\nContent-Length: 0\r\n\r\n")
+    assert answer_of(conn).startswith(b"HTTP/1.1 431 ")
+    body = orjson.dumps(
+        {
+            "webhookType": "session-started",
+            "data": {"meetingId": "m", "sessionId": "s", "pad": "p" * 20_000},
+        }
+    )
+    conn = connect(server)
+    conn.sendall(
+        HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body + b"GET /healthz HTTP/1.1\r\nHo"
+    )
+    assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+    conn.close()
+
+
+def test_shed_answers_keep_their_order_and_their_connection_ends(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    """The writer held (another connection has the SQLite write lock), webhook A fills a
+    queue of 1. B, sent after A on A's connection, is answered after A (a 503 went out
+    ahead of A's answer, and the sender took it for A's); C, shed on an HTTP/1.0
+    connection, is answered and the connection closed (it stayed open for ever)."""
+    server = serve("--max-queue", "1")
+    db = sqlite3.connect(tmp_path / "limits.db", isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        conn = connect(server)
+        conn.sendall(webhook_request(b"A"))
+        time.sleep(0.3)  # A waits for the writer: the queue is full
+        conn.sendall(webhook_request(b"B"))
+        old = connect(server)
+        old.sendall(webhook_request(b"C").replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        old.settimeout(5)
+        assert answer_of(old).startswith(b"HTTP/1.1 503 ")  # and closed: answer_of ended
+        time.sleep(0.8)  # any shed answer of B would be on the wire by now
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    conn.settimeout(10)
+    answers = b""
+    while len(re.findall(rb"HTTP/1\.1 \d{3} ", answers)) < 2 or not answers.endswith(b"}"):
+        answers += conn.recv(65536)
+    first, second = re.split(rb"(?=HTTP/1\.1 \d{3} )", answers)[1:]
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert b'"meetingId":"A"' in first
+    assert b'"meetingId":"B"' in second or second.startswith(b"HTTP/1.1 503 ")
+
+
+def webhook_request(meeting: bytes) -> bytes:
+    body = b'{"webhookType":"session-started","data":{"meetingId":"%s","sessionId":"s"}}' % meeting
+    return HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body
