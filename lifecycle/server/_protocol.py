@@ -105,7 +105,7 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         _deadline: float | None = None  # when the head or body being read is late
         _reason = "header_timeout"
         _head: int | None = 0  # bytes of an unfinished head read so far; None once whole
-        _head_size = 0  # the head's size by the parser's account (url and headers)
+        _chunk = 0  # the size of the chunk being read
         _begun = False  # a message began in the chunk being read
         _shedding = False  # a request answered 503 before the app: its body is dropped
         _shed_keep_alive = True
@@ -128,6 +128,7 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
 
         def data_received(self, data: bytes) -> None:
             reading_head, self._begun = self._head is not None, False
+            self._chunk = len(data)
             super().data_received(data)
             # all of the chunk was head only when it neither finished a head nor began
             # a message (then part of it belonged to the message before)
@@ -141,23 +142,21 @@ def bounded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 self._shed.cancel()
                 self._answer_shed(idle=False)
             super().on_message_begin()
-            self._head, self._head_size, self._begun = 0, 0, True
+            self._head, self._begun = 0, True
             if self._deadline is None:  # the next request on a kept-alive connection
                 self._arm(limits.header_timeout, "header_timeout")
 
-        def on_url(self, url: bytes) -> None:
-            self._head_size += len(url)
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._head_size += len(name) + len(value) + 4
-            super().on_header(name, value)
-
         def on_headers_complete(self) -> None:
-            self._head = None
-            if self._head_size > limits.max_header_size:  # a whole head, read at once
+            # a head is no longer than the bytes read while it came: measure it only when
+            # they were more than the cap (a whole head can come in one large read)
+            if (self._head or 0) + self._chunk > limits.max_header_size and (
+                len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+                > limits.max_header_size
+            ):
+                self._head = None
                 self._close(431, "header_too_large")
                 return
+            self._head = None
             self._arm(limits.body_timeout, "body_timeout")
             idle = self.cycle is None or self.cycle.response_complete
             if load.full and idle and self.parser.get_method() == b"POST":
