@@ -633,11 +633,7 @@ def overdue(
     if now is not None and now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     with _open_engine(db, read_only=True, deadlines=dict(deadlines)) as engine:
-        found = [
-            o
-            for o in engine.overdue(now)
-            if lifecycle_name is None or o.status.lifecycle == lifecycle_name
-        ]
+        found = engine.overdue(now, lifecycle_name)
     if fmt == "json":
         _print_json([overdue_json(o) for o in found])
     elif not found:

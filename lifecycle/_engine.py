@@ -318,14 +318,19 @@ class Engine:
             ResourceQuery(lifecycle, meeting_id, session_id, state, limit, offset)
         )
 
-    def overdue(self, now: datetime | float | None = None) -> list[Overdue]:
+    def overdue(
+        self, now: datetime | float | None = None, lifecycle: str | None = None
+    ) -> list[Overdue]:
         """Every resource past its deadline at ``now`` (the engine's clock by default),
-        the longest overdue first: in a state longer than its deadline allows, or
-        unfinished longer than the grace after its meeting session ended (see
-        docs/time.md). A query of the resources as they are: nothing is recorded.
+        of one ``lifecycle`` or all, the longest overdue first: in a state longer than
+        its deadline allows, or unfinished longer than the grace after its meeting
+        session ended (see docs/time.md). A query of the resources as they are: nothing
+        is recorded.
 
         .. versionadded:: 0.3
         """
+        if lifecycle is not None:
+            _lifecycle(lifecycle)
         at = self._clock() if now is None else _epoch(now)
         ended: dict[object, float] = {
             s.key: s.entered_at.timestamp()
@@ -333,6 +338,8 @@ class Engine:
         }
         found = []
         for name, state, scoped in self.deadlines.watched():
+            if lifecycle is not None and name != lifecycle:
+                continue
             for status in self.store.resources(ResourceQuery(name, state=state)):
                 data = status.data
                 session = (data.get("meetingId"), data.get("sessionId")) if scoped else None

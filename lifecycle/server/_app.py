@@ -263,7 +263,7 @@ class Api:
         if overdue not in ("true", "false"):
             raise InvalidArgument(f"overdue must be true or false, not {overdue!r}")
         if overdue == "true":
-            late = await self.engines.read(_overdue, q.get("lifecycle"))
+            late = await self.engines.read(Engine.overdue, None, q.get("lifecycle"))
             page = [o for o in late if _matches(o, q)][offset : offset + limit]
             return _json(
                 {
@@ -351,7 +351,7 @@ class Api:
 
     async def metrics_text(self, request: Request) -> Response:
         self.metrics.set_resources(await self.engines.read(Engine.state_counts))
-        self.metrics.set_overdue(await self.engines.read(_overdue, None))
+        self.metrics.set_overdue(await self.engines.read(Engine.overdue))
         return Response(self.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:
@@ -378,13 +378,6 @@ def _matches(o: Overdue, query: Mapping[str, str]) -> bool:
             ("state", state),
         )
     )
-
-
-def _overdue(engine: Engine, lifecycle: str | None) -> list[Overdue]:
-    """What is overdue now, of one lifecycle or all (an unknown one: InvalidArgument)."""
-    if lifecycle is not None and lifecycle not in LIFECYCLES:
-        raise InvalidArgument(f"unknown lifecycle {lifecycle!r}; known: {', '.join(LIFECYCLES)}")
-    return [o for o in engine.overdue() if lifecycle in (None, o.status.lifecycle)]
 
 
 def _session_page(

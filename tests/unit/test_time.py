@@ -60,6 +60,9 @@ def test_the_end_of_its_session_makes_every_unfinished_resource_due() -> None:
     engine.feed(hook("session-ended"))
     engine.feed(hook("transcription-started", id="t1", type="post"))
     assert [] == keys(engine, 5119)
+    assert ["recording"] == [o.status.lifecycle for o in engine.overdue(5900, "recording")]
+    with pytest.raises(InvalidArgument, match="unknown lifecycle 'nope'"):
+        engine.overdue(5900, "nope")
     assert [("participant.session_end", "participant", ("m1", "s1", "p1"))] == keys(engine, 5120)
     assert [
         ("participant.session_end", "participant", ("m1", "s1", "p1")),
