@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -29,20 +29,6 @@ def webhook(n: int) -> bytes:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def starter(db: str, prefix: Sequence[str] = ()) -> Server:
-        args = ["--db", db, "--insecure-no-signature"]
-        servers.append(Server(tmp_path, args, prefix=prefix))
-        return servers[-1]
-
-    yield starter
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
 def stack() -> Iterator[ExitStack]:
     with ExitStack() as exits:
         yield exits
@@ -59,7 +45,7 @@ def test_a_deleted_sqlite_file_answers_503_until_it_is_restored(
     and ok, and lost after a restart), no new empty file; restored from a backup: 200
     again, into the restored file."""
     db = tmp_path / "live.db"
-    server = serve(str(db))
+    server = serve(db=str(db))
     with httpx.Client(base_url=server.url) as client:
         assert 200 == client.post("/webhooks", content=webhook(1)).status_code
         with sqlite3.connect(db) as live, sqlite3.connect(tmp_path / "backup.db") as backup:
@@ -96,7 +82,7 @@ def test_read_only_files_then_writable_again_recover_without_a_restart(
         shutil.chown(folder, "nobody", "nogroup")
         shutil.chown(db, "nobody", "nogroup")
     db.chmod(0o444)
-    server = serve(str(db), prefix)
+    server = serve(db=str(db), prefix=prefix)
     with httpx.Client(base_url=server.url) as client:
         assert 503 == client.post("/webhooks", content=webhook(2)).status_code
         assert 503 == client.get("/healthz").status_code
@@ -120,7 +106,7 @@ def test_healthz_is_ok_at_once_after_postgresql_connections_are_lost(
     reset_postgres(url)
     import psycopg
 
-    server = serve(url)
+    server = serve(db=url)
     with httpx.Client(base_url=server.url) as client:
         assert 200 == client.post("/webhooks", content=webhook(1)).status_code
         for _ in range(3):

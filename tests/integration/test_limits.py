@@ -9,7 +9,7 @@ import shutil
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,21 +23,6 @@ from support import Server
 
 LOW_FILES = ["prlimit", "--nofile=128:128", "--"]
 HEAD = b"POST /webhooks HTTP/1.1\r\nHost: receiver\r\nContent-Type: application/json\r\n"
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def starter(*args: str, prefix: Sequence[str] = ()) -> Server:
-        db = str(tmp_path / "limits.db")
-        args = ("--db", db, "--insecure-no-signature", *args)
-        servers.append(Server(tmp_path, args, prefix=prefix))
-        return servers[-1]
-
-    yield starter
-    for server in servers:
-        server.stop()
 
 
 def connect(server: Server) -> socket.socket:
@@ -177,7 +162,7 @@ def test_a_full_queue_sheds_webhooks_with_503_and_stores_every_200(
     assert {200, 503} >= {a.status_code for a in answers}
     server.stop()
     stored = [b for b, a in zip(bodies, answers, strict=True) if a.status_code == 200]
-    with Engine.open(str(tmp_path / "limits.db")) as engine:
+    with Engine.open(str(tmp_path / "lifecycle.db")) as engine:
         assert sorted(stored) == sorted(bytes(r.payload) for r in engine.log())  # type: ignore[arg-type]
 
 
@@ -248,7 +233,7 @@ def test_shed_answers_keep_their_order_and_their_connection_ends(
     ahead of A's answer, and the sender took it for A's); C, shed on an HTTP/1.0
     connection, is answered and the connection closed (it stayed open for ever)."""
     server = serve("--max-queue", "1")
-    db = sqlite3.connect(tmp_path / "limits.db", isolation_level=None)
+    db = sqlite3.connect(tmp_path / "lifecycle.db", isolation_level=None)
     db.execute("BEGIN IMMEDIATE")
     try:
         conn = connect(server)

@@ -8,7 +8,7 @@ fed again one payload at a time, and the guilty one is stored as ``malformed``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,25 +206,10 @@ def test_postgresql_errors_are_refusals_or_unavailability(sql: str, error: type[
 # -- over HTTP: the poison answered 200 malformed, its batch unharmed --------------------
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[[str], Server]]:
-    servers: list[Server] = []
-
-    def starter(db: str) -> Server:
-        servers.append(Server(tmp_path, ["--db", db, "--insecure-no-signature"]))
-        return servers[-1]
-
-    yield starter
-    for server in servers:
-        server.stop()
-
-
-def test_poison_in_a_concurrent_batch_fails_nothing(
-    db: str, serve: Callable[[str], Server]
-) -> None:
+def test_poison_in_a_concurrent_batch_fails_nothing(db: str, serve: Callable[..., Server]) -> None:
     """150 webhooks with two poisons among them, all at once: every answer is 200, the
     poisons ``malformed``; the pages that list the resources answer 200 after."""
-    server = serve(db)
+    server = serve(db=db)
     good = webhooks(150)
     poison = [nested(300), long_key(8192)]
     bodies = good[:75] + poison + good[75:]
