@@ -129,8 +129,6 @@ class Route(NamedTuple):
     """The compiled cell of this type in each state."""
     starts: bool
     """It enters a session-scoped lifecycle: flagged when that session has ended."""
-    after_session: tuple[tuple[str, object], ...]
-    """Data values that say it starts after its session by design: never flagged."""
     restarts: bool
     """Its lifecycle has restart edges: cycle ids tell a late event from a new cycle."""
     code: int
@@ -146,7 +144,6 @@ def _route(lc: Lifecycle, tag: str) -> Route:
         SPECS[tag],
         steps,
         starts,
-        tuple(d.after_session.items()),
         bool(d.restart),
         TYPE_CODE[tag] << OUTCOME_BITS,
     )
@@ -298,7 +295,7 @@ def step(
     none, for stores that answer history from their log).
     """
     route, webhook_type, key, data, warnings, payload = p
-    name, _, steps, starts, after_session, restarts, code = route
+    name, _, steps, starts, restarts, code = route
     table = tables[name]
     res = table.get(key)
     before = IDLE if res is None else res.state
@@ -317,7 +314,7 @@ def step(
                 if (
                     session is not None
                     and session.state == "ended"
-                    and not any(data.get(f) == v for f, v in after_session)
+                    and not LIFECYCLES[name].definition.late_by_design(data)
                 ):
                     warnings = (*warnings, AFTER_SESSION_END)
     if restarts and res is not None and res.cycle_id is not None:

@@ -154,9 +154,7 @@ class Deadlines:
         if seconds is not None:
             due = Due(entered + seconds, f"{lifecycle}.{state}", seconds)
         grace = self._grace.get(lifecycle)
-        late_by_design = data is not None and any(
-            data.get(field) == value for field, value in lc.definition.after_session.items()
-        )
+        late_by_design = data is not None and lc.definition.late_by_design(data)
         if session_ended is not None and grace is not None and not late_by_design:
             capped = Due(session_ended + grace, f"{lifecycle}.{SESSION_END}", grace)
             if due is None or capped.at < due.at:

@@ -69,6 +69,11 @@ class LifecycleDef:
     session_scoped: bool = True
     after_session: Mapping[str, object] = attrs.field(factory=dict)
 
+    def late_by_design(self, data: Mapping[str, object]) -> bool:
+        """Whether an event with ``data`` comes after its session by design (its data
+        holds one of the ``after_session`` values)."""
+        return any(data.get(field) == value for field, value in self.after_session.items())
+
 
 @frozen
 class Step:
