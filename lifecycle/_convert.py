@@ -195,11 +195,17 @@ def inspect_data(
     return key, warnings, bad
 
 
+def keyable(value: object) -> bool:
+    """Whether ``value`` may be a key value: a non-empty string that every database can
+    keep and index (no NUL, at most :data:`MAX_KEY_LENGTH` characters)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_KEY_LENGTH and "\x00" not in value
+
+
 def _check_key(spec: _Spec, data: Mapping[str, Any]) -> None:
     """Raise :class:`InvalidEvent` for the first invalid key field of ``data``."""
     for f in spec.key:
         v = data.get(f)
-        if not isinstance(v, str) or not v or "\x00" in v or len(v) > MAX_KEY_LENGTH:
+        if not keyable(v):
             why = (
                 "is missing"
                 if v is None

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .._convert import MAX_KEY_LENGTH, Payload, _dumps, decode, encode_payload
+from .._convert import Payload, _dumps, decode, encode_payload, keyable
 from .._core import Parsed, Rejected, digest_bytes, status_of, touched
 from .._lifecycles import LIFECYCLES, Outcome
 from .._records import (
@@ -186,7 +186,9 @@ def _ids(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _indexable(value: object) -> bool:
-    return isinstance(value, str) and "\x00" not in value and len(value) <= MAX_KEY_LENGTH
+    """A value the id columns and their index keep: one that may be a key value, or
+    empty (kept as given)."""
+    return value == "" or keyable(value)
 
 
 def key_text(key: ResourceKey) -> str:
