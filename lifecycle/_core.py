@@ -21,11 +21,13 @@ from ._convert import (
     SPECS,
     TAG,
     Payload,
+    _dumps,
     _Spec,
     decode,
     encode_payload,
     inspect_data,
 )
+from ._deadlines import Due
 from ._lifecycles import IDLE, LIFECYCLES, WEBHOOK_TYPES, Lifecycle, Outcome, Step
 from ._records import (
     AFTER_SESSION_END,
@@ -43,13 +45,17 @@ from ._records import (
 from .errors import DefinitionError, InvalidEvent, LifecycleViolation
 
 __all__ = [
+    "OVERDUE",
     "Parsed",
     "Rejected",
     "Replay",
     "Route",
+    "answer_entry",
     "digest",
     "digest_bytes",
+    "entry_of",
     "history_of",
+    "overdue_entry",
     "pack",
     "parse",
     "reject",
@@ -65,7 +71,7 @@ __all__ = [
 OUTCOME_BITS, TYPE_BITS = 3, 7
 OUTCOMES = tuple(Outcome)
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
-TYPES = tuple(WEBHOOK_TYPES)
+TYPES = (*WEBHOOK_TYPES, "")  # "": an entry that no webhook made
 TYPE_CODE = {w: i for i, w in enumerate(TYPES)}
 
 
@@ -365,6 +371,75 @@ def step(
     return result
 
 
+# -- entries that no webhook made -------------------------------------------------------
+# Their payload holds the facts under one key (``overdue``, ``reconciled``), the resource
+# as it was (lifecycle, key, state and since when) and its data; everything else an entry
+# holds is found again from that payload (the memory store keeps no more).
+
+OVERDUE = "overdue"
+"""The payload key of a sweep's flag."""
+
+
+def overdue_entry(seq: int, ref: ResourceRef, res: Resource, due: Due, now: float) -> FeedResult:
+    """Flag the current visit of ``res`` overdue at ``now`` (``due`` says which deadline
+    it passed): its log entry."""
+    res.flagged = res.entered
+    facts = {"deadline": due.deadline, "seconds": due.seconds, "dueAt": _iso(due.at)}
+    return _entry(seq, Outcome.OVERDUE, now, ref, res, OVERDUE, facts)
+
+
+def answer_entry(
+    seq: int, res: Resource, *, ref: ResourceRef, now: float, reason: str, evidence: object
+) -> FeedResult:
+    """The log entry of a reconciler's answer that implied no webhook: a ``duplicate``
+    (nothing new) warned ``reconciled``, with the answer as evidence."""
+    facts = {"reason": reason, "evidence": evidence}
+    return _entry(seq, Outcome.DUPLICATE, now, ref, res, RECONCILED, facts)
+
+
+def _entry(
+    seq: int,
+    outcome: Outcome,
+    now: float,
+    ref: ResourceRef,
+    res: Resource,
+    what: str,
+    facts: Mapping[str, Any],
+) -> FeedResult:
+    resource = {"lifecycle": ref[0], "key": ref[1], "state": res.state, "since": _iso(res.entered)}
+    doc = {what: facts, "resource": resource, "data": res.data or {}}
+    made = entry_of(seq, outcome, now, _dumps(doc))
+    assert made is not None
+    return made
+
+
+def entry_of(seq: int, outcome: Outcome, now: float, payload: Payload) -> FeedResult | None:
+    """The result that an entry no webhook made stands for, from its payload; None when
+    the payload is not such an entry's."""
+    try:
+        doc: Any = _loads(payload) if isinstance(payload, bytes | str) else payload
+        resource = doc["resource"]
+        lifecycle, key, state = resource["lifecycle"], tuple(resource["key"]), resource["state"]
+        if OVERDUE in doc:
+            o = doc[OVERDUE]
+            reason = (
+                f"in {state} since {resource['since']}: past its deadline {o['deadline']} "
+                f"({o['seconds']:g} s) at {o['dueAt']}"
+            )
+            warnings: tuple[str, ...] = ()
+        else:
+            reason, warnings = str(doc[RECONCILED]["reason"]), (RECONCILED,)
+    except (JSONDecodeError, LookupError, TypeError, ValueError):
+        return None
+    return FeedResult(
+        seq, outcome, lifecycle, key, None, state, state, (), warnings, reason, now, payload
+    )
+
+
+def _iso(t: float) -> str:
+    return utc(t).isoformat().replace("+00:00", "Z")
+
+
 # -- replay -----------------------------------------------------------------------------
 
 
@@ -394,6 +469,14 @@ class Replay:
 
     def feed(self, logged: FeedResult) -> None:
         if logged.lifecycle is None:
+            return
+        if logged.webhook_type is None:  # an entry no webhook made: a flag, an answer
+            ref = (logged.lifecycle, logged.key or ())
+            res = self.get(ref)
+            if res is not None and ref not in self.truncated:
+                if logged.outcome is Outcome.OVERDUE and res.state == logged.before:
+                    res.flagged = res.entered
+                self.seqs.setdefault(ref, []).append(logged.seq)
             return
         p = parse(logged.payload)
         if type(p) is not Parsed:  # a payload the rules of this release refuse

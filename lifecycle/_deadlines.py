@@ -10,10 +10,11 @@ holds the shipped values, in seconds; :class:`Deadlines` merges a user's over th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from ._lifecycles import LIFECYCLES
+from ._records import Resource, ResourceRef
 from .errors import InvalidArgument
 
 __all__ = ["DEFAULTS", "SESSION_END", "Deadlines", "Due", "parse_duration"]
@@ -113,23 +114,25 @@ class Deadlines:
             merged[name] = parse_duration(value)
         self.seconds: Mapping[str, float] = {n: s for n, s in merged.items() if s is not None}
         """Every deadline in force, by name."""
-        self._states: dict[tuple[str, str], float] = {}
-        self._grace: dict[str, float] = {}
+        self.states: dict[tuple[str, str], float] = {}
+        """The deadlines of states in force, by lifecycle and state."""
+        self.grace: dict[str, float] = {}
+        """The session-end graces in force, by lifecycle."""
         for name, seconds in self.seconds.items():
             lifecycle, _, state = name.partition(".")
             if state == SESSION_END:
-                self._grace[lifecycle] = seconds
+                self.grace[lifecycle] = seconds
             else:
-                self._states[(lifecycle, state)] = seconds
+                self.states[(lifecycle, state)] = seconds
 
     def watched(self) -> list[tuple[str, str, bool]]:
         """``(lifecycle, state, session_scoped)`` for every non-final state in which a
         resource may become due: it has a deadline, or its lifecycle a session grace."""
         out = []
         for name, lc in LIFECYCLES.items():
-            graced = lc.definition.session_scoped and name in self._grace
+            graced = lc.definition.session_scoped and name in self.grace
             for state in lc.definition.states[1:]:
-                if state not in lc.final_states and (graced or (name, state) in self._states):
+                if state not in lc.final_states and (graced or (name, state) in self.states):
                     out.append((name, state, lc.definition.session_scoped))
         return out
 
@@ -150,16 +153,30 @@ class Deadlines:
         if state in lc.final_states:
             return None
         due: Due | None = None
-        seconds = self._states.get((lifecycle, state))
+        seconds = self.states.get((lifecycle, state))
         if seconds is not None:
             due = Due(entered + seconds, f"{lifecycle}.{state}", seconds)
-        grace = self._grace.get(lifecycle)
+        grace = self.grace.get(lifecycle)
         late_by_design = data is not None and lc.definition.late_by_design(data)
         if session_ended is not None and grace is not None and not late_by_design:
             capped = Due(session_ended + grace, f"{lifecycle}.{SESSION_END}", grace)
             if due is None or capped.at < due.at:
                 due = capped
         return due
+
+    def pick(
+        self, found: Iterable[tuple[ResourceRef, Resource, float | None]], now: float
+    ) -> list[tuple[ResourceRef, Resource, Due]]:
+        """Those of ``found`` (each resource with when its session ended, if it did)
+        that are due at ``now``, in the order they fell due, then by lifecycle and key:
+        the one decision of every store."""
+        picked = []
+        for ref, res, ended in found:
+            due = self.due(ref[0], res.state, res.entered, ended, res.data)
+            if due is not None and due.at <= now:
+                picked.append((ref, res, due))
+        picked.sort(key=lambda p: (p[2].at, p[0]))
+        return picked
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Deadlines) and self.seconds == other.seconds

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from attrs import frozen
@@ -32,7 +33,6 @@ from ._records import (
     ResourceKey,
     ResourceStatus,
     snake,
-    utc,
 )
 from .errors import InvalidArgument, LifecycleViolation, StoreUnavailable
 from .stores import AnomalyQuery, MemoryStore, ResourceQuery, Store, open_store
@@ -238,10 +238,13 @@ class Engine:
         lifecycle: str | None = None,
         state: str | None = None,
     ) -> Callable[[], None]:
-        """Call ``callback(result)`` after each change of state; returns an unsubscribe.
+        """Call ``callback(result)`` after each change of state, and for each ``overdue``
+        entry of :meth:`sweep`; returns an unsubscribe.
 
-        Filter on a lifecycle and on the state entered. An exception in a callback is
-        logged (logger ``lifecycle``) and does not stop the engine.
+        Filter on a lifecycle and on the state entered (or overdue in). An exception in
+        a callback is logged (logger ``lifecycle``) and does not stop the engine.
+
+        .. versionchanged:: 0.3 told of overdue entries.
         """
         if lifecycle is not None:
             _lifecycle(lifecycle)
@@ -302,12 +305,16 @@ class Engine:
         session_id: str | None = None,
         state: str | None = None,
         *,
+        overdue: bool = False,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ResourceStatus]:
         """Every tracked resource matching the filters, by lifecycle then first seen.
 
-        ``limit`` and ``offset`` page through that order.
+        ``overdue=True``: only those whose current visit to their state a :meth:`sweep`
+        flagged overdue. ``limit`` and ``offset`` page through that order.
+
+        .. versionchanged:: 0.3 ``overdue``.
         """
         _check_page(limit, offset, "offset")
         if lifecycle is not None:
@@ -315,7 +322,7 @@ class Engine:
         if _nul(meeting_id, session_id, state):
             return []
         return self.store.resources(
-            ResourceQuery(lifecycle, meeting_id, session_id, state, limit, offset)
+            ResourceQuery(lifecycle, meeting_id, session_id, state, limit, offset, overdue)
         )
 
     def overdue(
@@ -324,31 +331,35 @@ class Engine:
         """Every resource past its deadline at ``now`` (the engine's clock by default),
         of one ``lifecycle`` or all, the longest overdue first: in a state longer than
         its deadline allows, or unfinished longer than the grace after its meeting
-        session ended (see docs/time.md). A query of the resources as they are: nothing
-        is recorded.
+        session ended (see docs/time.md). A query of the resources as they are, flagged
+        by a :meth:`sweep` or not yet (``Overdue.flagged``): nothing is recorded.
 
         .. versionadded:: 0.3
         """
         if lifecycle is not None:
             _lifecycle(lifecycle)
         at = self._clock() if now is None else _epoch(now)
-        ended: dict[object, float] = {
-            s.key: s.entered_at.timestamp()
-            for s in self.store.resources(ResourceQuery("session", state="ended"))
-        }
-        found = []
-        for name, state, scoped in self.deadlines.watched():
-            if lifecycle is not None and name != lifecycle:
-                continue
-            for status in self.store.resources(ResourceQuery(name, state=state)):
-                data = status.data
-                session = (data.get("meetingId"), data.get("sessionId")) if scoped else None
-                due = self.deadlines.due(
-                    name, state, status.entered_at.timestamp(), ended.get(session), data
-                )
-                if due is not None and due.at <= at:
-                    found.append(Overdue(status, due.deadline, due.seconds, utc(due.at)))
+        found = self.store.overdue(self.deadlines, at, lifecycle)
         return sorted(found, key=lambda o: (o.due_at, o.status.lifecycle, o.status.key))
+
+    def sweep(self, now: datetime | float | None = None) -> list[FeedResult]:
+        """Flag every resource past its deadline at ``now`` (the engine's clock by
+        default): once per visit to a state, an ``overdue`` entry in the event log, with
+        its own sequence number; those entries, in the order the resources fell due.
+
+        A resource flagged stays in :meth:`resources` ``(overdue=True)`` until it moves
+        on; a later sweep does not flag the same visit again, nor does ``rebuild``
+        lose or repeat a flag. Subscribers are told of each entry. With several
+        receivers on one PostgreSQL, one sweeps at a time.
+
+        .. versionadded:: 0.3
+        """
+        at = self._clock() if now is None else _epoch(now)
+        made = self.store.sweep(self.deadlines, at)
+        if self._subscriptions:
+            for result in made:
+                self._notify(result)
+        return made
 
     def reconcile(
         self, reconciler: Reconciler, now: datetime | float | None = None
@@ -356,18 +367,31 @@ class Engine:
         """Ask ``reconciler`` about each resource :meth:`overdue` lists, and feed the
         webhook each answer implies, with the warning ``reconciled`` and, under that key
         in its payload, the answer's reason and evidence (so that a replay needs no API
-        call). An answer that implies nothing changes nothing. Raises what the reconciler
-        raises (:class:`~lifecycle.ProviderError`), after feeding the answers before it.
+        call). An answer that implies nothing changes nothing; the first such answer in
+        a visit to a state is logged, as a ``duplicate`` warned ``reconciled`` with the
+        answer as evidence. Raises what the reconciler raises
+        (:class:`~lifecycle.ProviderError`), after feeding the answers before it.
 
         .. versionadded:: 0.3
         """
         done = []
         for item in self.overdue(now):
             answer = reconciler.ask(item.status)
+            status = item.status
             result = None
             if answer.webhook is not None:
                 evidence = {"reason": answer.reason, "evidence": answer.evidence}
                 result = self.feed({**answer.webhook, RECONCILED: evidence})
+            elif not _answered(status):
+                ref = (status.lifecycle, status.key)
+                note = partial(
+                    core.answer_entry,
+                    ref=ref,
+                    now=self._clock(),
+                    reason=answer.reason,
+                    evidence=answer.evidence,
+                )
+                result = self.store.append(ref, status.entered_at.timestamp(), note)
             done.append(Reconciled(item, answer, result))
         return done
 
@@ -494,6 +518,18 @@ class Engine:
 
 
 _UNSTORABLE = "the store cannot keep it as given"
+
+
+def _answered(status: ResourceStatus) -> bool:
+    """Whether a reconciler's answer that implied nothing is logged in the current visit
+    of the resource to its state (the last such entries are in its history)."""
+    entered = status.entered_at
+    return any(
+        h.webhook_type == ""
+        and h.outcome is Outcome.DUPLICATE
+        and h.received_at >= entered
+        for h in status.history
+    )
 
 
 def _epoch(t: datetime | float) -> float:

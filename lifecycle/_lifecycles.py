@@ -34,9 +34,11 @@ IDLE = "idle"
 
 
 class Outcome(StrEnum):
-    """How an event relates to the state of its resource.
+    """How an event relates to the state of its resource; ``overdue`` marks a log entry
+    that no webhook made: a sweep found the resource past its deadline.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.3 ``overdue``.
     """
 
     APPLIED = "applied"
@@ -46,6 +48,7 @@ class Outcome(StrEnum):
     ILLEGAL = "illegal"
     UNKNOWN_TYPE = "unknown_type"
     MALFORMED = "malformed"
+    OVERDUE = "overdue"
 
 
 @frozen

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
 from attrs import frozen
 
 from ._convert import Payload, decode, parse_event
@@ -66,6 +67,11 @@ class FeedResult(NamedTuple):
     ``malformed`` or ``unknown_type``. ``payload`` is the payload as it was fed (or, read
     back from a database, as it was stored).
 
+    An entry that no webhook made has no ``webhook_type``: an ``overdue`` flag of
+    ``Engine.sweep``, or a ``duplicate`` warned ``reconciled`` (a reconciler's answer that
+    implied nothing). Its ``reason`` says what happened and its payload holds the facts
+    (see docs/time.md).
+
     A named tuple: it is built on every feed and copied into the memory store's log,
     which a tuple makes cheap.
 
@@ -106,16 +112,21 @@ class FeedResult(NamedTuple):
 
     @property
     def event(self) -> Event | UnknownEvent | None:
-        """The parsed event (parsed when asked for); None when malformed."""
-        if self.outcome is Outcome.MALFORMED:
+        """The parsed event (parsed when asked for); None when malformed, or when no
+        webhook made the entry."""
+        if self.outcome is Outcome.MALFORMED or self.webhook_type is None:
             return None
         return parse_event(self.payload)
 
     @property
     def data(self) -> Mapping[str, Any]:
-        """The payload's ``data`` object (empty when it had none), decoded when asked for."""
+        """The payload's ``data`` object (empty when it had none), decoded when asked for;
+        for an entry no webhook made, its resource's data then."""
         try:
-            d = decode(self.payload)[0].get("data")
+            if self.webhook_type is None and self.lifecycle is not None:
+                d = orjson.loads(self.payload).get("data")  # type: ignore[arg-type]
+            else:
+                d = decode(self.payload)[0].get("data")
         except InvalidEvent:
             return {}
         return d if isinstance(d, Mapping) else {}
@@ -168,10 +179,12 @@ class Resource:
 
     ``history`` packs each event as two floats, ``(seq << 10) | type << 3 | outcome`` and
     its time (see ``_core.pack``); stores that answer history from their log keep it
-    empty.
+    empty. ``flagged`` is the entry time of the last visit a sweep flagged overdue: the
+    current one is flagged when it equals ``entered`` (a visit to a state is known by
+    when it began, so a step never needs to clear it).
     """
 
-    __slots__ = ("cycle_id", "data", "entered", "history", "state")
+    __slots__ = ("cycle_id", "data", "entered", "flagged", "history", "state")
 
     def __init__(
         self,
@@ -179,22 +192,30 @@ class Resource:
         entered: float,
         data: Mapping[str, Any] | None = None,
         cycle_id: str | None = None,
+        flagged: float | None = None,
     ) -> None:
         self.state = state
         self.entered = entered
         self.data = data
         self.cycle_id = cycle_id
+        self.flagged = flagged
         self.history = array("d")
+
+    @property
+    def overdue(self) -> bool:
+        """Whether a sweep flagged the current visit to its state."""
+        return self.flagged == self.entered
 
     def copy(self) -> Resource:
         """A copy whose later changes do not touch this one (data is never mutated)."""
-        twin = Resource(self.state, self.entered, self.data, self.cycle_id)
+        twin = Resource(self.state, self.entered, self.data, self.cycle_id, self.flagged)
         twin.history = array("d", self.history)
         return twin
 
     def fields(self) -> tuple[Any, ...]:
-        """What ``rebuild`` compares: state, entry time (to the microsecond), data, cycle."""
-        return (self.state, round(self.entered, 6), self.data, self.cycle_id)
+        """What ``rebuild`` compares: state, entry time (to the microsecond), data, cycle,
+        and whether the visit is flagged overdue."""
+        return (self.state, round(self.entered, 6), self.data, self.cycle_id, self.overdue)
 
 
 class Snapshot(NamedTuple):
@@ -216,6 +237,8 @@ class Overdue(NamedTuple):
     is unfinished too long after its meeting session ended)."""
     seconds: float
     due_at: datetime
+    flagged: bool = False
+    """Whether a sweep has flagged this visit (an ``overdue`` entry in the log)."""
 
 
 class Reconciled(NamedTuple):

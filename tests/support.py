@@ -25,6 +25,10 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from hypothesis import strategies as st
+
+from lifecycle import Engine, FeedResult
+from lifecycle import strategies as vs
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_FILE = ROOT / "examples" / "videosdk-webhook-examples.jsonl"
@@ -208,3 +212,34 @@ def read_only_folder() -> Iterator[tuple[Path, list[str]]]:
     finally:
         folder.chmod(0o755)
         shutil.rmtree(folder)
+
+
+# -- sweeps among the events -------------------------------------------------------------
+
+Step = tuple[str, Any]
+
+
+@st.composite
+def fed_and_swept(draw: st.DrawFn) -> list[Step]:
+    """A meeting's events with sweeps among them, each after a pause (seconds)."""
+    events = draw(vs.session_events())
+    sweeps = draw(st.lists(st.tuples(st.integers(0, len(events)), st.floats(0, 3_000)), max_size=6))
+    ops: list[Step] = [("feed", payload) for payload in events]
+    for at, pause in sorted(sweeps, key=lambda s: -s[0]):  # from the end: positions hold
+        ops.insert(at, ("sweep", pause))
+    ops += [
+        ("sweep", pause) for pause in draw(st.lists(st.floats(0, 100_000), min_size=1, max_size=3))
+    ]
+    return ops
+
+
+def run(engine: Engine, clock: Clock, ops: list[Step]) -> list[tuple[float, list[FeedResult]]]:
+    """Feed and sweep as ``ops`` say; each sweep's time and entries."""
+    swept = []
+    for op, arg in ops:
+        if op == "feed":
+            engine.feed(arg)
+        else:
+            t = clock.advance(arg)
+            swept.append((t, engine.sweep(t)))
+    return swept

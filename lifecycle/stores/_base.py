@@ -9,7 +9,7 @@ and the resource changes in that one transaction. Everything else is a plain que
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -17,8 +17,17 @@ from typing import NamedTuple, Protocol
 import attrs
 
 from .._core import Parsed, Rejected
+from .._deadlines import Deadlines
 from .._lifecycles import Outcome
-from .._records import FeedResult, Resource, ResourceKey, ResourceRef, ResourceStatus, Snapshot
+from .._records import (
+    FeedResult,
+    Overdue,
+    Resource,
+    ResourceKey,
+    ResourceRef,
+    ResourceStatus,
+    Snapshot,
+)
 
 __all__ = [
     "AnomalyQuery",
@@ -40,6 +49,8 @@ class ResourceQuery:
     state: str | None = None
     limit: int | None = None
     offset: int = 0
+    overdue: bool = False
+    """Only the resources whose current visit a sweep flagged overdue."""
 
 
 @attrs.frozen
@@ -171,6 +182,26 @@ class Store(Protocol):
 
     def anomalies(self, query: AnomalyQuery) -> list[FeedResult]:
         """The logged anomalies matching ``query``, in sequence order."""
+
+    def overdue(self, deadlines: Deadlines, now: float, lifecycle: str | None) -> list[Overdue]:
+        """Every resource (of ``lifecycle``, or any) past one of ``deadlines`` at ``now``
+        (epoch seconds), by the index of states and entry times, in any order."""
+
+    def sweep(self, deadlines: Deadlines, now: float) -> list[FeedResult]:
+        """In one transaction, flag each resource past one of ``deadlines`` at ``now``
+        whose current visit is not flagged yet: log an ``overdue`` entry for it
+        (``_core.overdue_entry``), with its own sequence number, in the order of when it
+        fell due (then lifecycle and key); those entries. With several writers, one
+        sweeps at a time."""
+
+    def append(
+        self,
+        ref: ResourceRef,
+        entered: float,
+        make: Callable[[int, Resource], FeedResult],
+    ) -> FeedResult | None:
+        """Log the entry ``make(seq, resource)`` returns for ``ref``, in one transaction,
+        if the resource is still in the visit that began at ``entered``; None if not."""
 
     def log(self, after: int, limit: int | None) -> list[FeedResult]:
         """The logged results after ``after``, in sequence order."""

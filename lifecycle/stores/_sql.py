@@ -14,19 +14,22 @@ import abc
 import sys
 from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
+from itertools import chain, repeat
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import orjson
 
 from .._convert import Payload, _dumps, decode, encode_payload, keyable
-from .._core import Parsed, Rejected, digest_bytes, status_of, touched
+from .._core import Parsed, Rejected, digest_bytes, overdue_entry, status_of, touched
+from .._deadlines import Deadlines, Due
 from .._lifecycles import LIFECYCLES, Outcome
 from .._records import (
     FeedResult,
     HistoryEntry,
+    Overdue,
     Resource,
     ResourceKey,
     ResourceRef,
@@ -121,6 +124,16 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Migration]]] = (
             "CREATE INDEX events_anomalies_only ON events (seq) WHERE anomaly = 1",
         ),
     ),
+    (
+        4,
+        (  # deadlines: resources by state and entry time; the visit a sweep flagged; a
+            # session's own row found by its ids
+            "ALTER TABLE resources ADD COLUMN flagged_at {real}",
+            "CREATE INDEX resources_by_state ON resources (lifecycle, state, entered_at)",
+            "DROP INDEX resources_by_session",
+            "CREATE INDEX resources_in_session ON resources (session_id, meeting_id, lifecycle)",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 """The schema version this release writes; older databases are migrated on open."""
@@ -211,16 +224,16 @@ _REGISTRY_ORDER = "CASE r.lifecycle {} END".format(  # lifecycle names are ident
     " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(LIFECYCLES))
 )
 _RESOURCE_COLUMNS = (
-    "lifecycle, resource_key, state, entered_at, data, cycle_id, first_seq, "
+    "lifecycle, resource_key, state, entered_at, data, cycle_id, flagged_at, first_seq, "
     "last_seq, meeting_id, session_id, seqs"
 )
 
 
 _UPSERT = (
-    f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES ({', '.join(['?'] * 11)}) "
+    f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES ({', '.join(['?'] * 12)}) "
     "ON CONFLICT (lifecycle, resource_key) DO UPDATE SET state = excluded.state, "
     "entered_at = excluded.entered_at, data = excluded.data, cycle_id = excluded.cycle_id, "
-    "last_seq = excluded.last_seq, seqs = excluded.seqs"
+    "flagged_at = excluded.flagged_at, last_seq = excluded.last_seq, seqs = excluded.seqs"
 )
 _SET_IDS = ", meeting_id = excluded.meeting_id, session_id = excluded.session_id"
 
@@ -291,8 +304,20 @@ def result_of(row: Sequence[Any]) -> FeedResult:
     )
 
 
-def _resource_of(state: str, entered: float, data: str | None, cycle_id: str | None) -> Resource:
-    return Resource(state, float(entered), orjson.loads(data) if data else None, cycle_id)
+def _resource_of(
+    state: str,
+    entered: float,
+    data: str | None,
+    cycle_id: str | None,
+    flagged: float | None = None,
+) -> Resource:
+    return Resource(
+        state,
+        float(entered),
+        orjson.loads(data) if data else None,
+        cycle_id,
+        None if flagged is None else float(flagged),
+    )
 
 
 def _resource_row(ref: ResourceRef, res: Resource, seqs: array[int]) -> tuple[Any, ...]:
@@ -304,6 +329,7 @@ def _resource_row(ref: ResourceRef, res: Resource, seqs: array[int]) -> tuple[An
         res.entered,
         _dumps(res.data).decode() if res.data is not None else None,
         res.cycle_id,
+        res.flagged,
         seqs[0] if seqs else 0,  # first_seq, kept from the first insert
         seqs[-1] if seqs else 0,
         *_ids(res.data or {}),
@@ -637,7 +663,8 @@ class SqlStore(abc.ABC):
             f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['?'] * 16)})",
             [
                 event_row(r, e.data if type(e) is Parsed else None)
-                for r, e in zip(results, batch.events, strict=False)
+                # a batch of entries that no webhook made has no events
+                for r, e in zip(results, chain(batch.events, repeat(None)), strict=False)
             ],
         )
         self._upsert(
@@ -692,6 +719,8 @@ class SqlStore(abc.ABC):
         if key is not None:
             where.append("r.resource_key = ?")
             params.append(key_text(key))
+        if q.overdue:
+            where.append("r.flagged_at = r.entered_at")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         page = ""
         if q.limit is not None or q.offset:
@@ -704,32 +733,134 @@ class SqlStore(abc.ABC):
         with self._transaction() as conn:
             rows = conn.execute(
                 self.sql(
-                    "SELECT r.lifecycle, r.resource_key, r.state, r.entered_at, r.data, "
-                    f"r.cycle_id, r.seqs FROM resources r JOIN ({chosen}) AS p ON "
+                    f"SELECT {_aliased('r')} FROM resources r JOIN ({chosen}) AS p ON "
                     "p.lifecycle = r.lifecycle AND p.resource_key = r.resource_key "
                     f"ORDER BY {_REGISTRY_ORDER}, r.first_seq"
                 ),
                 params,
             ).fetchall()
-            # each resource's history: its last history_limit events, by their numbers
-            recent = [unpack_seqs(row[6])[-self.history_limit :] for row in rows]
-            events = {
-                int(seq): HistoryEntry(int(seq), w, Outcome(outcome), utc(float(t)))
-                for seq, w, outcome, t in self._by_seq(
-                    conn,
-                    "SELECT seq, webhook_type, outcome, received_at FROM events",
-                    (seq for seqs in recent for seq in seqs),
-                )
-            }
-        return [
-            status_of(
-                lc,
-                tuple(orjson.loads(k)),
-                _resource_of(state, entered, data, cycle),
-                tuple(events[seq] for seq in seqs if seq in events),
+            kept = _kept(rows)
+            return self._statuses(conn, list(kept.items()))
+
+    def _statuses(
+        self, conn: Any, kept: Sequence[tuple[ResourceRef, Kept]]
+    ) -> list[ResourceStatus]:
+        """The statuses of these resources, each with its last ``history_limit`` events."""
+        recent = [seqs[-self.history_limit :] for _, (_, seqs) in kept]
+        events = {
+            int(seq): HistoryEntry(int(seq), w or "", Outcome(outcome), utc(float(t)))
+            for seq, w, outcome, t in self._by_seq(
+                conn,
+                "SELECT seq, webhook_type, outcome, received_at FROM events",
+                (seq for seqs in recent for seq in seqs),
             )
-            for (lc, k, state, entered, data, cycle, _), seqs in zip(rows, recent, strict=True)
+        }
+        return [
+            status_of(*ref, res, tuple(events[seq] for seq in seqs if seq in events))
+            for (ref, (res, _)), seqs in zip(kept, recent, strict=True)
         ]
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    def _lock_sweep(self, conn: Any) -> None:  # noqa: B027 - a hook, empty unless needed
+        """Keep other sweepers out until the transaction ends."""
+
+    def _due(
+        self,
+        conn: Any,
+        deadlines: Deadlines,
+        now: float,
+        lifecycle: str | None,
+        unflagged: bool,
+    ) -> tuple[
+        list[tuple[ResourceRef, Resource, Due]],
+        dict[ResourceRef, Kept],
+        dict[ResourceRef, float | None],
+    ]:
+        """The resources due at ``now`` (only those whose visit is not flagged, when
+        ``unflagged``), by the index of states and entry times, with what was loaded and
+        when the session of each ended (None: it did not, or it is not of one)."""
+        fresh = " AND (r.flagged_at IS NULL OR r.flagged_at <> r.entered_at)" if unflagged else ""
+        cursors = []
+        for (name, state), seconds in deadlines.states.items():
+            if lifecycle is None or name == lifecycle:
+                cursors.append(
+                    conn.execute(
+                        self.sql(
+                            f"SELECT {_aliased('r')}, NULL FROM resources r WHERE "
+                            f"r.lifecycle = ? AND r.state = ? AND r.entered_at <= ?{fresh}"
+                        ),
+                        (name, state, now - seconds),
+                    )
+                )
+        for name, grace in deadlines.grace.items():
+            if lifecycle is None or name == lifecycle:
+                states = _unfinished(name)
+                marks = ", ".join(["?"] * len(states))
+                cursors.append(
+                    conn.execute(
+                        self.sql(
+                            f"SELECT {_aliased('r')}, s.entered_at FROM resources r "
+                            "JOIN resources s ON s.session_id = r.session_id AND "
+                            "s.meeting_id = r.meeting_id AND s.lifecycle = 'session' "
+                            f"WHERE r.lifecycle = ? AND r.state IN ({marks})"
+                            f" AND s.state = 'ended' AND s.entered_at <= ?{fresh}"
+                        ),
+                        (name, *states, now - grace),
+                    )
+                )
+        kept: dict[ResourceRef, Kept] = {}
+        ended: dict[ResourceRef, float | None] = {}
+        for cur in cursors:
+            for row in cur.fetchall():
+                ((ref, found),) = _kept([row[:-1]]).items()
+                kept[ref] = found
+                if row[-1] is not None or ref not in ended:
+                    ended[ref] = None if row[-1] is None else float(row[-1])
+        picked = deadlines.pick(((ref, kept[ref][0], ended[ref]) for ref in kept), now)
+        return picked, kept, ended
+
+    def overdue(self, deadlines: Deadlines, now: float, lifecycle: str | None) -> list[Overdue]:
+        with self._transaction() as conn:
+            picked, kept, _ = self._due(conn, deadlines, now, lifecycle, unflagged=False)
+            statuses = self._statuses(conn, [(ref, kept[ref]) for ref, _, _ in picked])
+        return [
+            Overdue(status, due.deadline, due.seconds, utc(due.at), res.overdue)
+            for status, (_, res, due) in zip(statuses, picked, strict=True)
+        ]
+
+    def sweep(self, deadlines: Deadlines, now: float) -> list[FeedResult]:
+        with self._transaction(exclusive=True) as conn:
+            self._lock_sweep(conn)
+            picked, _, ended = self._due(conn, deadlines, now, None, unflagged=True)
+            if not picked:
+                return []
+            refs = [ref for ref, _, _ in picked]
+            loaded, seqs, _ = self._load(conn, refs, len(refs), None)  # locked, as it is now
+            batch = _SqlBatch(self, nullcontext(), conn, (), loaded, seqs, {})
+            # the same decision on the resources as locked (a writer may have moved one on)
+            again = deadlines.pick(
+                ((ref, batch.tables[ref[0]][ref[1]], ended[ref]) for ref in refs if ref in loaded),
+                now,
+            )
+            made: list[FeedResult] = []
+            for ref, res, due in again:
+                if not res.overdue:
+                    made.append(overdue_entry(seqs[len(made)], ref, res, due, now))
+            self._write(conn, batch, made)
+            return made
+
+    def append(
+        self, ref: ResourceRef, entered: float, make: Callable[[int, Resource], FeedResult]
+    ) -> FeedResult | None:
+        with self._transaction(exclusive=True) as conn:
+            loaded, seqs, _ = self._load(conn, [ref], 1, None)
+            if ref not in loaded or loaded[ref][0].entered != entered:
+                return None
+            batch = _SqlBatch(self, nullcontext(), conn, (), loaded, seqs, {})
+            made = make(seqs[0], batch.tables[ref[0]][ref[1]])
+            self._write(conn, batch, [made])
+            return made
 
     def state_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
@@ -849,7 +980,31 @@ class SqlStore(abc.ABC):
         return dropped
 
 
-LOAD = "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, seqs FROM resources"
+_LOADED = (
+    "lifecycle",
+    "resource_key",
+    "state",
+    "entered_at",
+    "data",
+    "cycle_id",
+    "flagged_at",
+    "seqs",
+)
+LOAD = f"SELECT {', '.join(_LOADED)} FROM resources"
+
+
+def _aliased(table: str) -> str:
+    """The columns of :data:`LOAD`, of the table called ``table`` in a join."""
+    return ", ".join(f"{table}.{column}" for column in _LOADED)
+
+
+def _unfinished(lifecycle: str) -> list[str]:
+    """The states of ``lifecycle`` a resource is in until it is finished: neither idle
+    (it never began) nor final."""
+    lc = LIFECYCLES[lifecycle]
+    return [s for s in lc.definition.states[1:] if s not in lc.final_states]
+
+
 RECENT = "SELECT seq, payload, received_at FROM events"
 
 Kept = tuple[Resource, "array[int]"]
@@ -859,8 +1014,11 @@ Kept = tuple[Resource, "array[int]"]
 def _kept(rows: Iterable[Sequence[Any]]) -> dict[ResourceRef, Kept]:
     """The resources of :data:`LOAD` rows, with their events' numbers."""
     return {
-        (lc, tuple(orjson.loads(key))): (_resource_of(state, entered, data, cycle), unpack_seqs(s))
-        for lc, key, state, entered, data, cycle, s in rows
+        (lc, tuple(orjson.loads(key))): (
+            _resource_of(state, entered, data, cycle, flagged),
+            unpack_seqs(s),
+        )
+        for lc, key, state, entered, data, cycle, flagged, s in rows
     }
 
 
@@ -929,11 +1087,12 @@ class _SqlMaintenance:
     def resources(self) -> dict[ResourceRef, Stored]:
         return {
             (lc, tuple(orjson.loads(k))): Stored(
-                _resource_of(state, entered, data, cycle_id), _snapshot_of(base) if base else None
+                _resource_of(state, entered, data, cycle_id, flagged),
+                _snapshot_of(base) if base else None,
             )
-            for lc, k, state, entered, data, cycle_id, base in self.conn.execute(
-                "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, base "
-                "FROM resources"
+            for lc, k, state, entered, data, cycle_id, flagged, base in self.conn.execute(
+                "SELECT lifecycle, resource_key, state, entered_at, data, cycle_id, flagged_at, "
+                "base FROM resources"
             ).fetchall()
         }
 

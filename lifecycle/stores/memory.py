@@ -15,22 +15,36 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from .._core import OUTCOME_CODE, OUTCOMES, SHIFT, Parsed, Rejected, pack, parse, status_of
+from .._core import (
+    OUTCOME_CODE,
+    OUTCOMES,
+    SHIFT,
+    Parsed,
+    Rejected,
+    entry_of,
+    overdue_entry,
+    pack,
+    parse,
+    status_of,
+)
+from .._deadlines import Deadlines, Due
 from .._lifecycles import IDLE, LIFECYCLES, Outcome
 from .._records import (
     AFTER_SESSION_END,
     REDELIVERY,
     FeedResult,
+    Overdue,
     Resource,
     ResourceKey,
     ResourceRef,
     ResourceStatus,
     Snapshot,
+    utc,
 )
 from ..errors import DefinitionError, InvalidArgument, LogPruned
 from ._base import AnomalyQuery, ResourceQuery, Stored
@@ -77,6 +91,10 @@ def _unpacked(packed: int, timestamp: float, payload: Any) -> FeedResult:
     seq, outcome = packed >> _SEQ_SHIFT, OUTCOMES[packed & 7]
     p = parse(payload)
     if type(p) is Rejected:
+        if outcome is not Outcome.MALFORMED and outcome is not Outcome.UNKNOWN_TYPE:
+            made = entry_of(seq, outcome, timestamp, payload)  # no webhook made it
+            if made is not None:
+                return made
         return FeedResult(
             seq,
             outcome,
@@ -309,6 +327,7 @@ class MemoryStore:
             if (q.state is None or res.state == q.state)
             and (q.meeting_id is None or (res.data or {}).get("meetingId") == q.meeting_id)
             and (q.session_id is None or (res.data or {}).get("sessionId") == q.session_id)
+            and (not q.overdue or res.overdue)
         )
         stop = None if q.limit is None else q.offset + q.limit
         return [status_of(name, key, res) for name, key, res in islice(matching, q.offset, stop)]
@@ -337,6 +356,55 @@ class MemoryStore:
 
     def log(self, after: int, limit: int | None) -> list[FeedResult]:
         return list(islice(self._entries(after), limit))
+
+    # -- deadlines ------------------------------------------------------------------------
+
+    def _due(
+        self, deadlines: Deadlines, now: float, lifecycle: str | None
+    ) -> list[tuple[ResourceRef, Resource, Due]]:
+        ended = {k: r.entered for k, r in self.tables["session"].items() if r.state == "ended"}
+        watched: dict[str, set[str]] = {}
+        for name, state, _ in deadlines.watched():
+            if lifecycle is None or name == lifecycle:
+                watched.setdefault(name, set()).add(state)
+        found = (
+            ((name, key), res, ended.get(_session_of(res)))
+            for name, states in watched.items()
+            for key, res in self.tables[name].items()
+            if res.state in states
+        )
+        return deadlines.pick(found, now)
+
+    def overdue(self, deadlines: Deadlines, now: float, lifecycle: str | None) -> list[Overdue]:
+        return [
+            Overdue(status_of(*ref, res), due.deadline, due.seconds, utc(due.at), res.overdue)
+            for ref, res, due in self._due(deadlines, now, lifecycle)
+        ]
+
+    def sweep(self, deadlines: Deadlines, now: float) -> list[FeedResult]:
+        made: list[FeedResult] = []
+        for ref, res, due in self._due(deadlines, now, None):
+            if not res.overdue:
+                made.append(overdue_entry(self._seq + 1 + len(made), ref, res, due, now))
+                self._remember(res, made[-1])
+        self.commit(made, None)
+        return made
+
+    def append(
+        self, ref: ResourceRef, entered: float, make: Callable[[int, Resource], FeedResult]
+    ) -> FeedResult | None:
+        res = self.tables[ref[0]].get(ref[1])
+        if res is None or res.entered != entered:
+            return None
+        made = make(self._seq + 1, res)
+        self._remember(res, made)
+        self.commit([made], None)
+        return made
+
+    def _remember(self, res: Resource, r: FeedResult) -> None:
+        """Add an entry no webhook made to its resource's history."""
+        res.history.extend((pack(r.seq, "", r.outcome), r.timestamp))
+        del res.history[: -self.history_cap]
 
     # -- rebuild and retention ------------------------------------------------------------
 
@@ -371,6 +439,11 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+def _session_of(res: Resource) -> tuple[Any, Any]:
+    data = res.data or {}
+    return data.get("meetingId"), data.get("sessionId")
 
 
 class _Maintenance:

@@ -2,7 +2,8 @@
 
 A feeding transaction takes transaction-scoped advisory locks on the resources it
 touches (and on the sessions its start events read), in one order, so that concurrent
-batches never interleave on a resource; sequence numbers come from a sequence. A batch
+batches never interleave on a resource (a sweep takes them too, after a lock that lets
+one receiver sweep at a time); sequence numbers come from a sequence. A batch
 runs in pipeline mode: ``BEGIN``, the locks, the sequence numbers and the loads go in
 one round trip, the log rows, the resource upserts and ``COMMIT`` in a second.
 """
@@ -27,6 +28,7 @@ except ImportError:  # pragma: no cover - an install without the extra
 __all__ = ["PostgresStore"]
 
 _SCHEMA_LOCK = 0x6C6966656379636C  # the advisory lock id of migrations
+_SWEEP_LOCK = _SCHEMA_LOCK + 1  # and of sweeps
 _LOCKS = (
     "SELECT count(pg_advisory_xact_lock(k)) FROM "
     "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS locks"
@@ -109,6 +111,9 @@ class PostgresStore(SqlStore):
 
     def _lock_schema(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+
+    def _lock_sweep(self, conn: Any) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SWEEP_LOCK,))
 
     def _create_sequence(self, conn: Any) -> None:
         conn.execute("CREATE SEQUENCE IF NOT EXISTS lifecycle_events_seq")

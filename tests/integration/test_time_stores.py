@@ -13,7 +13,7 @@ from lifecycle import RECONCILED, Engine, Outcome, ResourceStatus
 from lifecycle import strategies as vs
 from lifecycle.reconcile import Answer
 
-from support import STORES, Clock, postgres_or_skip, reset_postgres
+from support import STORES, Clock, Step, fed_and_swept, postgres_or_skip, reset_postgres, run
 
 IDS = {"meetingId": "m1", "sessionId": "s1"}
 
@@ -61,9 +61,11 @@ def test_overdue_and_reconcile_on_every_store(store_url: str | None) -> None:
         again.close()
     done = engine.reconcile(Stopper(), now=2120)
     fed = [r.result for r in done if r.result is not None]
-    assert [(Outcome.APPLIED, "stopped", (RECONCILED,))] == [
-        (r.outcome, r.after, r.warnings) for r in fed
-    ]
+    assert [
+        (Outcome.APPLIED, "stopped", (RECONCILED,)),
+        (Outcome.DUPLICATE, "joined", (RECONCILED,)),  # still running: logged, once
+    ] == [(r.outcome, r.after, r.warnings) for r in fed]
+    assert [None] == [r.result for r in engine.reconcile(Stopper(), now=2120)]
     assert ["participant"] == [x[3] for x in summary(engine, 2120)]
     assert [] == engine.rebuild()
     logged = engine.log(after=fed[0].seq - 1)[0]
@@ -93,3 +95,70 @@ def test_every_store_finds_what_memory_finds(
             for payload in stream:
                 engine.feed(payload)
             assert summary(memory, memory_clock.now + later) == summary(engine, clock.now + later)
+
+
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
+def test_a_sweep_flags_once_and_the_database_remembers(store_url: str | None) -> None:
+    clock = Clock(1000.0)
+    engine = open_engine(store_url, clock)
+    engine.feed(hook("session-started"))
+    engine.feed(hook("participant-joined", participantId="p1"))
+    engine.feed(hook("recording-stopping"))
+    clock.now = 2000.0
+    engine.feed(hook("session-ended"))
+    (flag,) = engine.sweep(1900.0)
+    assert ("recording", "stopping", Outcome.OVERDUE, 5) == (
+        flag.lifecycle,
+        flag.before,
+        flag.outcome,
+        flag.seq,
+    )
+    (joined,) = engine.sweep(2120.0)
+    assert ("participant", 6) == (joined.lifecycle, joined.seq)
+    assert [flag, joined] == engine.anomalies(outcome="overdue")
+    assert [flag, joined] == engine.anomalies(outcome="overdue", meeting_id="m1")
+    overdue = [(s.lifecycle, s.state) for s in engine.resources(overdue=True)]
+    assert [("participant", "joined"), ("recording", "stopping")] == overdue
+    if store_url is not None:  # a new engine (a restart) neither loses nor re-fires a flag
+        engine.close()
+        engine = Engine.open(store_url, clock=clock)
+        assert overdue == [(s.lifecycle, s.state) for s in engine.resources(overdue=True)]
+    assert [] == engine.sweep(10**6)
+    assert [] == engine.rebuild()
+    assert [] == engine.sweep(10**6)
+    status = engine.status("recording", "m1", "s1")
+    assert status is not None
+    assert ("", Outcome.OVERDUE) == (status.history[-1].webhook_type, status.history[-1].outcome)
+    clock.now = 3000.0
+    engine.feed(hook("recording-stopped"))  # it moves on: no longer flagged
+    assert ["participant"] == [s.lifecycle for s in engine.resources(overdue=True)]
+    engine.close()
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=fed_and_swept())
+def test_every_store_sweeps_as_memory_does(
+    ops: list[Step], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The same stream and sweeps give the same entries (numbers and all), the same
+    flagged resources, and the same again after a rebuild and a reopening."""
+    urls = [f"sqlite:///{tmp_path_factory.mktemp('t') / 's.db'}"]
+    try:
+        pg = postgres_or_skip()
+        reset_postgres(pg)
+        urls.append(pg)
+    except pytest.skip.Exception:
+        pass
+    memory_clock = Clock(0.0, tick=7.0)
+    memory = Engine(clock=memory_clock)
+    expected = run(memory, memory_clock, ops)
+    flagged = memory.resources(overdue=True)
+    for url in urls:
+        clock = Clock(0.0, tick=7.0)
+        with Engine.open(url, clock=clock) as engine:
+            assert expected == run(engine, clock, ops)
+            assert flagged == engine.resources(overdue=True)
+            assert [] == engine.rebuild()
+        with Engine.open(url, clock=clock) as engine:
+            assert flagged == engine.resources(overdue=True)
+            assert [] == engine.sweep(clock.now)

@@ -254,7 +254,7 @@ def test_webhook_types_cover_47() -> None:
 
 
 def test_outcomes() -> None:
-    """Outcome is a str enum of the seven classifications."""
+    """Outcome is a str enum of the seven classifications, and the sweep's overdue."""
     assert [
         "applied",
         "duplicate",
@@ -263,6 +263,7 @@ def test_outcomes() -> None:
         "illegal",
         "unknown_type",
         "malformed",
+        "overdue",
     ] == [o.value for o in Outcome]
     assert isinstance(Outcome.GAP, str)
     assert "gap" == f"{Outcome.GAP}"

@@ -139,7 +139,17 @@ def test_reconcile_feeds_what_the_answer_implies_and_asks_only_about_overdue_one
     done = engine.reconcile(fake)
     assert ["hls", "recording"] == sorted(s.lifecycle for s in fake.asked)
     by = {r.overdue.status.lifecycle: r for r in done}
-    assert by["hls"].result is None
+    # an answer that implies nothing changes nothing; it is logged, once in the visit
+    note = by["hls"].result
+    assert note is not None
+    assert (Outcome.DUPLICATE, None, "started", (RECONCILED,), "still running") == (
+        note.outcome,
+        note.webhook_type,
+        note.after,
+        note.warnings,
+        note.reason,
+    )
+    assert "started" == engine.status("hls", "m1", "s1").state  # type: ignore[union-attr]
     result = by["recording"].result
     assert result is not None
     assert (Outcome.APPLIED, "stopped", (RECONCILED,)) == (
@@ -152,6 +162,10 @@ def test_reconcile_feeds_what_the_answer_implies_and_asks_only_about_overdue_one
     assert isinstance(payload, dict)
     assert {"reason": "recording stopped", "evidence": STOPPED.evidence} == payload[RECONCILED]
     assert ["hls"] == [o.status.lifecycle for o in engine.overdue(2000.0)]
+    (again,) = engine.reconcile(fake)  # asked again, not logged again
+    assert again.result is None
+    assert again.answer is still
+    assert [note] == [a for a in engine.anomalies(lifecycle="hls") if RECONCILED in a.warnings]
     # the webhook that was lost arrives after all: a duplicate; a late stopping: out of order
     assert Outcome.DUPLICATE == engine.feed(hook("recording-stopped")).outcome
     assert Outcome.OUT_OF_ORDER == engine.feed(hook("recording-stopping")).outcome
