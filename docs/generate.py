@@ -2,10 +2,10 @@
 
 ``python docs/generate.py`` rewrites, in place, the text between the markers
 ``<!-- generated: begin -->`` and ``<!-- generated: end -->`` of every lifecycle page
-(``docs/lifecycles/<name>.md``; a page with a stub of prose is created for a new
-lifecycle), of ``docs/lifecycles/index.md`` and of ``docs/events.md``, and all of
-``docs/openapi.json`` (the HTTP API's OpenAPI document). The prose around
-the markers is never touched.
+(``docs/lifecycles/<name>.md``: facts, diagram, webhook types, transitions and default
+deadlines; a page with a stub of prose is created for a new lifecycle), of
+``docs/lifecycles/index.md`` and of ``docs/events.md``, and all of ``docs/openapi.json``
+(the HTTP API's OpenAPI document). The prose around the markers is never touched.
 
 ``python docs/generate.py --check`` changes nothing and exits 1, listing the pages that
 drift from the code (CI runs it through ``tests/unit/test_docs.py``).
@@ -25,6 +25,7 @@ from typing import get_type_hints
 import attrs
 
 from lifecycle import LIFECYCLES, WEBHOOK_TYPES, Lifecycle
+from lifecycle._deadlines import DEFAULTS, NAMES, SESSION_END
 from lifecycle.server._openapi import openapi
 
 BEGIN = "<!-- generated: begin -->"
@@ -59,8 +60,50 @@ def mermaid_block(lc: Lifecycle) -> str:
     return f"```mermaid\n{lc.mermaid()}\n```"
 
 
+def _duration(seconds: float | None) -> str:
+    """A default deadline in the largest whole unit: ``2 min``, ``24 h``; ``none``."""
+    if seconds is None:
+        return "none"
+    for size, unit in ((3600, "h"), (60, "min")):
+        if seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def deadlines_section(lc: Lifecycle) -> list[str]:
+    """The ``Deadlines`` part of a lifecycle page: each deadline it may have, by the
+    name configuration uses, with its state and default (from ``lifecycle._deadlines``)."""
+    names = [n for n in NAMES if n.startswith(f"{lc.name}.")]
+    link = "[Time: deadlines](../time.md#deadlines)"
+    if not names:
+        return [
+            f"None: every state after `idle` is final, so a resource is never overdue; see {link}."
+        ]
+    rows = []
+    for name in names:
+        state = name.removeprefix(f"{lc.name}.")
+        where = "any, once its session ended" if state == SESSION_END else f"`{state}`"
+        rows.append([f"`{name}`", where, _duration(DEFAULTS.get(name))])
+    shipped = [n for n in names if n in DEFAULTS] or names
+    example = ([n for n in shipped if not n.endswith(f".{SESSION_END}")] or shipped)[-1]
+    none = " (none: no limit of its own)" if any(n not in DEFAULTS for n in names) else ""
+    grace = (
+        ", and unfinished in any state once its meeting session ended"
+        if lc.definition.session_scoped
+        else ""
+    )
+    return [
+        *_table(["Deadline", "State", "Default"], rows),
+        "",
+        f"How long a resource may stay in each state{none}{grace}; change one with "
+        f'`--deadline {example}=30m` or `Engine(deadlines={{"{example}": "30m"}})`, or '
+        f"switch it off, as {link} explains.",
+    ]
+
+
 def lifecycle_section(lc: Lifecycle) -> str:
-    """The generated part of a lifecycle page: facts, diagram and both tables."""
+    """The generated part of a lifecycle page: facts, diagram, the webhook types and
+    transitions tables, and the deadlines."""
     d = lc.definition
     order = d.states.index
     restarts = [f"`{a}` → `{b}`" for a, b in d.restart]
@@ -109,6 +152,10 @@ def lifecycle_section(lc: Lifecycle) -> str:
             "### Transitions",
             "",
             *transitions,
+            "",
+            "### Deadlines",
+            "",
+            *deadlines_section(lc),
         ]
     )
 

@@ -147,6 +147,8 @@ _limit = click.option("--limit", type=click.IntRange(min=0), help="At most this 
 
 
 if TYPE_CHECKING:  # generic in recent click only: subscripted for the type checker alone
+    from .reconcile import VideoSDK
+
     _DeadlineType = click.ParamType[tuple[str, float | None], Any]
 else:
     _DeadlineType = click.ParamType
@@ -186,6 +188,52 @@ _deadline = click.option(
 
 
 _query = _options(_db, _lifecycle, _meeting, _session, _limit)
+_now = click.option(
+    "--now",
+    metavar="TIME",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+    help="Judge at this time (ISO 8601; UTC unless an offset is given) instead of now.",
+)
+_videosdk = _options(
+    click.option(
+        "--videosdk-api-key",
+        metavar="KEY",
+        envvar="VIDEOSDK_API_KEY",
+        show_envvar=True,
+        help="VideoSDK API key: ask its REST API about what is overdue.",
+    ),
+    click.option(
+        "--videosdk-secret",
+        metavar="SECRET",
+        envvar="VIDEOSDK_SECRET",
+        show_envvar=True,
+        help="The secret of that API key.",
+    ),
+    click.option(
+        "--videosdk-api-url",
+        metavar="URL",
+        default="https://api.videosdk.live",
+        show_default=True,
+        help="VideoSDK's REST API.",
+    ),
+)
+
+
+def _videosdk_client() -> type[VideoSDK]:
+    """The VideoSDK reconciler, or the error that names the extra it needs."""
+    try:
+        from .reconcile import VideoSDK
+    except ImportError as e:
+        raise CliError(
+            "reconciling needs the reconcile extra: pip install -e '.[reconcile]' in "
+            "lifecycle's checkout"
+        ) from e
+    return VideoSDK
+
+
+def _utc(now: datetime | None) -> datetime | None:
+    """A time given without an offset, taken as UTC."""
+    return now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now
 
 
 @click.group(
@@ -615,12 +663,7 @@ def anomalies(
 @_db
 @_lifecycle
 @_deadline
-@click.option(
-    "--now",
-    metavar="TIME",
-    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
-    help="Judge at this time (ISO 8601; UTC unless an offset is given) instead of now.",
-)
+@_now
 @_format("table", "json")
 def overdue(
     db: str,
@@ -629,17 +672,16 @@ def overdue(
     now: datetime | None,
     fmt: str,
 ) -> None:
-    """List the resources past their deadline, the longest overdue first."""
-    if now is not None and now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
+    """List the resources past their deadline, the longest overdue first (a query:
+    nothing is recorded; lifecycle sweep flags them)."""
     with _open_engine(db, read_only=True, deadlines=dict(deadlines)) as engine:
-        found = engine.overdue(now, lifecycle_name)
+        found = engine.overdue(_utc(now), lifecycle_name)
     if fmt == "json":
         _print_json([overdue_json(o) for o in found])
     elif not found:
         _print("nothing is overdue")
     else:
-        table = _table("lifecycle", "key", "state", "since", "deadline", "due at")
+        table = _table("lifecycle", "key", "state", "since", "deadline", "due at", "flagged")
         for o in found:
             s = o.status
             table.add_row(
@@ -649,8 +691,71 @@ def overdue(
                 _time(s.entered_at),
                 f"{o.deadline} ({o.seconds:g} s)",
                 _time(o.due_at),
+                "yes" if o.flagged else "",
             )
         _print(table)
+
+
+@main.command(
+    epilog=_example(
+        "lifecycle sweep                       # from cron, every minute",
+        "VIDEOSDK_API_KEY=... VIDEOSDK_SECRET=... lifecycle sweep --reconcile",
+        "lifecycle sweep --now 2026-12-01T12:00:00+00:00 --format json",
+    )
+)
+@_db
+@_deadline
+@_now
+@click.option(
+    "--reconcile",
+    is_flag=True,
+    help="Then ask VideoSDK's REST API about each overdue resource, and feed what its "
+    "answer implies.",
+)
+@_videosdk
+@_format("table", "json")
+def sweep(
+    db: str,
+    deadlines: tuple[tuple[str, float | None], ...],
+    now: datetime | None,
+    reconcile: bool,
+    videosdk_api_key: str | None,
+    videosdk_secret: str | None,
+    videosdk_api_url: str,
+    fmt: str,
+) -> None:
+    """Flag each resource past its deadline, once per visit to a state (an overdue entry
+    in the log), and print the entries made; with --reconcile, then reconcile."""
+    if reconcile and not (videosdk_api_key and videosdk_secret):
+        raise CliError(
+            "--reconcile needs --videosdk-api-key and --videosdk-secret "
+            "(or VIDEOSDK_API_KEY and VIDEOSDK_SECRET)"
+        )
+    with _open_engine(db, deadlines=dict(deadlines)) as engine:
+        flagged = engine.sweep(_utc(now))
+        done = []
+        if reconcile:
+            with _videosdk_client()(
+                videosdk_api_key or "", videosdk_secret or "", videosdk_api_url
+            ) as api:
+                done = engine.reconcile(api, _utc(now))
+    results = [d.result for d in done if d.result is not None]
+    if fmt == "json":
+        _print_json(
+            {
+                "flagged": [result_json(r) for r in flagged],
+                "reconciled": [result_json(r) for r in results],
+            }
+        )
+        return
+    _print(
+        _anomaly_table(flagged, title="flagged overdue") if flagged else "nothing newly overdue",
+        *(
+            [_anomaly_table(results, title="reconciled") if results else "nothing reconciled"]
+            if reconcile
+            else []
+        ),
+    )
 
 
 # -- diagram, simulate, serve ------------------------------------------------------------
@@ -865,6 +970,15 @@ def _read_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     help="Largest request head (431 and closed beyond).",
 )
 @_deadline
+@click.option(
+    "--sweep-interval",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Sweep for overdue resources this often, the first at start (0: never).",
+)
+@_videosdk
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
 def serve_command(
     db: str,
@@ -882,9 +996,14 @@ def serve_command(
     body_timeout: float,
     max_header_size: int,
     deadlines: tuple[tuple[str, float | None], ...],
+    sweep_interval: float,
+    videosdk_api_key: str | None,
+    videosdk_secret: str | None,
+    videosdk_api_url: str,
     log_level: str,
 ) -> None:
-    """Receive webhooks over HTTP into the database, and answer queries."""
+    """Receive webhooks over HTTP into the database, answer queries, sweep for overdue
+    resources (and reconcile them with VideoSDK's API, given its key)."""
     try:
         from .server import ServerConfig, serve
     except ImportError as e:
@@ -900,6 +1019,8 @@ def serve_command(
         )
     except OSError as e:
         raise CliError(f"cannot read {public_key}: {e.strerror}") from e
+    if videosdk_api_key:
+        _videosdk_client()  # the extra is there, before the server starts
     serve(
         ServerConfig(
             db=db,
@@ -917,6 +1038,10 @@ def serve_command(
             body_timeout=body_timeout,
             max_header_size=max_header_size,
             deadlines=dict(deadlines),
+            sweep_interval=sweep_interval or None,
+            videosdk_api_key=videosdk_api_key or None,
+            videosdk_secret=videosdk_secret or None,
+            videosdk_api_url=videosdk_api_url,
             log_level=log_level,
         )
     )

@@ -525,9 +525,7 @@ def _answered(status: ResourceStatus) -> bool:
     of the resource to its state (the last such entries are in its history)."""
     entered = status.entered_at
     return any(
-        h.webhook_type == ""
-        and h.outcome is Outcome.DUPLICATE
-        and h.received_at >= entered
+        h.webhook_type == "" and h.outcome is Outcome.DUPLICATE and h.received_at >= entered
         for h in status.history
     )
 

@@ -63,4 +63,5 @@ def overdue_json(o: Overdue) -> dict[str, Any]:
         "deadline": o.deadline,
         "seconds": o.seconds,
         "due_at": o.due_at.isoformat(),
+        "flagged": o.flagged,
     }

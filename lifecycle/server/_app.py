@@ -7,10 +7,11 @@ counts refused webhooks and logs what an operator must see.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,7 +30,7 @@ from .._engine import Engine
 from .._json import overdue_json, result_json, status_json
 from .._lifecycles import LIFECYCLES
 from .._records import Overdue, ResourceStatus
-from ..errors import InvalidArgument, StoreRefused, StoreUnavailable
+from ..errors import InvalidArgument, ProviderError, StoreRefused, StoreUnavailable
 from ._config import ServerConfig, check
 from ._feeder import Engines, Load, QueueFull, open_engines
 from ._metrics import AccessLog, Metrics
@@ -108,21 +109,84 @@ class Api:
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        """Open the engines for as long as the app runs; on the way out, answer every
-        queued webhook before closing them."""
+        """Open the engines for as long as the app runs, and sweep (then reconcile)
+        every ``sweep_interval``; on the way out, stop sweeping, and answer every queued
+        webhook before closing the engines."""
         config = self.config
         try:
-            async with open_engines(
-                config.db,
-                config.redelivery_window,
-                config.max_batch,
-                self.key,
-                self.load,
-                config.deadlines,
-            ) as self._engines:
-                yield
+            async with AsyncExitStack() as stack:
+                reconciler = None
+                if config.videosdk_api_key and config.videosdk_secret:
+                    from ..reconcile import VideoSDK  # the reconcile extra
+
+                    reconciler = stack.enter_context(
+                        VideoSDK(
+                            config.videosdk_api_key,
+                            config.videosdk_secret,
+                            config.videosdk_api_url,
+                        )
+                    )
+                self._engines = await stack.enter_async_context(
+                    open_engines(
+                        config.db,
+                        config.redelivery_window,
+                        config.max_batch,
+                        self.key,
+                        self.load,
+                        config.deadlines,
+                        reconciler,
+                    )
+                )
+                sweeping = None
+                if config.sweep_interval is not None:
+                    sweeping = asyncio.create_task(self._sweep_every(config.sweep_interval))
+                try:
+                    yield
+                finally:
+                    if sweeping is not None:
+                        sweeping.cancel()
+                        await asyncio.gather(sweeping, return_exceptions=True)
         finally:
             self._engines = None
+
+    async def _sweep_every(self, interval: float) -> None:
+        while True:
+            await self.sweep()
+            await asyncio.sleep(interval)
+
+    async def sweep(self) -> None:
+        """Flag what is overdue, then reconcile it (with a reconciler); what fails is
+        logged and tried again at the next sweep."""
+        try:
+            flagged = await self.engines.sweep()
+        except StoreUnavailable as e:
+            log.warning("sweep failed: %s", e)
+            return
+        for r in flagged:
+            self.metrics.flagged(r)
+            log.warning(
+                "overdue: %s %s %s",
+                r.lifecycle,
+                "/".join(r.key or ()),
+                r.reason,
+                extra={"fields": {"seq": r.seq, "lifecycle": r.lifecycle, "key": r.key}},
+            )
+        try:
+            done = await self.engines.reconcile()
+        except (ProviderError, StoreUnavailable) as e:
+            log.warning("reconciling failed: %s", e)
+            return
+        for item in done or ():
+            self.metrics.reconciled(item)
+            if item.result is not None:
+                s = item.overdue.status
+                log.info(
+                    "reconciled: %s %s: %s",
+                    s.lifecycle,
+                    "/".join(s.key),
+                    item.answer.reason,
+                    extra={"fields": {"seq": item.result.seq, "outcome": item.result.outcome}},
+                )
 
     def routes(self) -> list[Route]:
         """Every route; the read endpoints behind the bearer token."""

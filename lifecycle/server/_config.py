@@ -46,6 +46,12 @@ class ServerConfig:
     """Open connections beyond which a request is answered 503 (``lifecycle serve`` only)."""
     deadlines: Mapping[str, Any] = attrs.field(factory=dict)
     """Deadlines merged over the defaults (see docs/time.md)."""
+    sweep_interval: float | None = 30.0
+    """Seconds between sweeps, the first at start (None: no sweeping)."""
+    videosdk_api_key: str | None = attrs.field(default=None, repr=False)
+    """With ``videosdk_secret``: reconcile the overdue resources after each sweep."""
+    videosdk_secret: str | None = attrs.field(default=None, repr=False)
+    videosdk_api_url: str = "https://api.videosdk.live"
 
 
 def _is_loopback(host: str) -> bool:
@@ -64,7 +70,9 @@ def check(config: ServerConfig) -> rsa.RSAPublicKey | None:
     no key and no ``insecure_no_signature``, both at once, a key that is not an RSA PEM,
     reads open to other hosts without a token or ``public_read``, a ``max_body`` under
     one byte, a redelivery window or a timeout that is not a positive number of seconds,
-    a queue, head size or connection limit under 1.
+    a queue, head size or connection limit under 1, a bad deadline, a sweep interval
+    that is not a positive number of seconds, a VideoSDK key without its secret or the
+    other way round, or reconciling without sweeping.
     """
     if config.public_key is None and not config.insecure_no_signature:
         raise ConfigError(
@@ -100,4 +108,13 @@ def check(config: ServerConfig) -> rsa.RSAPublicKey | None:
         Deadlines(config.deadlines)
     except InvalidArgument as e:
         raise ConfigError(f"--deadline: {e}") from None
+    if config.sweep_interval is not None and not config.sweep_interval > 0:
+        raise ConfigError("--sweep-interval must be a positive number of seconds (0: off)")
+    if bool(config.videosdk_api_key) != bool(config.videosdk_secret):
+        raise ConfigError(
+            "reconciling with VideoSDK needs both --videosdk-api-key and --videosdk-secret "
+            "(or VIDEOSDK_API_KEY and VIDEOSDK_SECRET)"
+        )
+    if config.videosdk_api_key and config.sweep_interval is None:
+        raise ConfigError("reconciling runs after each sweep: it needs a --sweep-interval")
     return None if config.public_key is None else load_public_key(config.public_key)

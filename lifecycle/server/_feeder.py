@@ -12,16 +12,19 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .._engine import Engine
-from .._records import FeedResult
+from .._records import FeedResult, Reconciled
 from ..errors import StoreUnavailable
 from ..stores.sqlite import sqlite_path
 from ._signature import SignatureRefused, signature_problem
+
+if TYPE_CHECKING:
+    from ..reconcile import Reconciler
 
 __all__ = ["EngineThread", "Engines", "GroupCommit", "Load", "QueueFull", "open_engines"]
 
@@ -178,7 +181,8 @@ class GroupCommit:
 
 
 class Engines:
-    """The writing engine behind its group commit, and the reading engine."""
+    """The writing engine behind its group commit, the reading engine, and the one that
+    reconciles (its calls to the provider's API wait on a thread of their own)."""
 
     def __init__(
         self,
@@ -187,9 +191,11 @@ class Engines:
         max_batch: int,
         key: rsa.RSAPublicKey | None = None,
         load: Load | None = None,
+        reconciler: tuple[EngineThread, Reconciler] | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
+        self._reconciler = reconciler
         self._feeder = GroupCommit(
             writer, max_batch, key, None if reader is writer else reader, load
         )
@@ -210,11 +216,26 @@ class Engines:
         """``fn(reading_engine, *args, **kwargs)`` on the reader's thread."""
         return await self._reader.call(fn, *args, **kwargs)
 
+    async def sweep(self) -> list[FeedResult]:
+        """``Engine.sweep`` on the writer's thread (one short transaction)."""
+        return await self._writer.call(Engine.sweep)
+
+    async def reconcile(self) -> list[Reconciled] | None:
+        """``Engine.reconcile`` on the reconciler's thread; None without a reconciler."""
+        if self._reconciler is None:
+            return None
+        thread, reconciler = self._reconciler
+        return await thread.call(Engine.reconcile, reconciler)
+
     async def close(self) -> None:
-        """Answer the queued webhooks, then close both engines."""
+        """Answer the queued webhooks, then close the engines."""
         await self._feeder.stop()
-        if self._reader is not self._writer:
-            self._reader.close()
+        threads = {id(t): t for t in (self._reader, self._writer)}
+        if self._reconciler is not None:
+            threads[id(self._reconciler[0])] = self._reconciler[0]
+        for thread in threads.values():
+            if thread is not self._writer:
+                thread.close()
         self._writer.close()
 
 
@@ -226,18 +247,24 @@ async def open_engines(
     key: rsa.RSAPublicKey | None = None,
     load: Load | None = None,
     deadlines: Mapping[str, Any] | None = None,
+    reconciler: Reconciler | None = None,
 ) -> AsyncIterator[Engines]:
     """The engines of database ``db``, open while the context lasts; with ``key``, the
     writer checks each webhook's signature before feeding it; once ``load`` is full,
-    :class:`QueueFull`.
+    :class:`QueueFull`. With a ``reconciler``, a third engine asks it.
 
     An in-memory database (``memory://``, ``sqlite://``) exists in its own engine only:
-    then reads go through the writing engine.
+    then every call goes through the writing engine.
     """
     writer = EngineThread(Engine.open(db, redelivery_window=redelivery_window, deadlines=deadlines))
     shared = sqlite_path(db) == "" or urlsplit(db).scheme == "memory"
-    reader = writer if shared else EngineThread(Engine.open(db, deadlines=deadlines))
-    engines = Engines(writer, reader, max_batch, key, load)
+
+    def another() -> EngineThread:
+        return writer if shared else EngineThread(Engine.open(db, deadlines=deadlines))
+
+    reader = another()
+    asking = None if reconciler is None else (another(), reconciler)
+    engines = Engines(writer, reader, max_batch, key, load, asking)
     try:
         yield engines
     finally:

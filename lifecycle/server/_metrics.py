@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._lifecycles import LIFECYCLES, WEBHOOK_TYPES, Outcome
-from .._records import FeedResult, Overdue
+from .._records import FeedResult, Overdue, Reconciled
 from ._protocol import CLOSED
 
 __all__ = ["AccessLog", "Metrics"]
@@ -59,6 +59,19 @@ class Metrics:
             ["lifecycle", "state"],
             registry=self.registry,
         )
+        self.flagged_total = prom.Counter(
+            "lifecycle_overdue_flagged",
+            "Visits to a state that a sweep flagged overdue, by lifecycle and state.",
+            ["lifecycle", "state"],
+            registry=self.registry,
+        )
+        self.reconciled_total = prom.Counter(
+            "lifecycle_reconciled",
+            "Overdue resources the provider's API was asked about, by lifecycle and "
+            "whether the answer implied a webhook.",
+            ["lifecycle", "implied"],
+            registry=self.registry,
+        )
         self.registry.register(_Shed())
         self.latency = prom.Histogram(
             "lifecycle_request_duration_seconds",
@@ -72,6 +85,15 @@ class Metrics:
                 self.resources.labels(name, state)
         self._fed: dict[tuple[str, Outcome], prom.Counter] = {}
         self._took: dict[tuple[str, str, int], prom.Histogram] = {}
+
+    def flagged(self, entry: FeedResult) -> None:
+        """Count one ``overdue`` entry of a sweep."""
+        self.flagged_total.labels(entry.lifecycle, entry.before).inc()
+
+    def reconciled(self, item: Reconciled) -> None:
+        """Count one answer of the provider's API."""
+        implied = "true" if item.answer.webhook is not None else "false"
+        self.reconciled_total.labels(item.overdue.status.lifecycle, implied).inc()
 
     def fed(self, result: FeedResult) -> None:
         """Count one fed webhook (``other`` for a type that is not known)."""

@@ -111,6 +111,11 @@ _SCHEMAS: dict[str, Any] = {
             "deadline": {**_STR, "description": "with overdue=true: the deadline it passed"},
             "seconds": {"type": "number", "description": "with overdue=true: its length"},
             "due_at": {**_TIME, "description": "with overdue=true: when it fell due"},
+            "flagged": {
+                "type": "boolean",
+                "description": "with overdue=true: whether a sweep has flagged this visit "
+                "(an overdue entry in /anomalies)",
+            },
         },
         required=["lifecycle", "key", "state", "entered_at", "data"],
     ),

@@ -14,6 +14,7 @@ import pytest
 
 import lifecycle
 from lifecycle import LIFECYCLES
+from lifecycle._deadlines import NAMES
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 LIFECYCLE_PAGES = DOCS / "lifecycles"
@@ -87,6 +88,15 @@ def test_page_diagram_is_the_code_diagram(name: str) -> None:
     """The one Mermaid block of a lifecycle page is exactly ``Lifecycle.mermaid()``."""
     text = (LIFECYCLE_PAGES / f"{name}.md").read_text()
     assert [LIFECYCLES[name].mermaid()] == mermaid_blocks(text)
+
+
+@pytest.mark.parametrize("name", list(LIFECYCLES))
+def test_page_lists_every_deadline(name: str) -> None:
+    """The Deadlines table of a lifecycle page names each deadline of that lifecycle."""
+    text = (LIFECYCLE_PAGES / f"{name}.md").read_text()
+    deadlines = text.split("### Deadlines", 1)[1]
+    missing = [n for n in NAMES if n.startswith(f"{name}.") and f"| `{n}` |" not in deadlines]
+    assert [] == missing
 
 
 @pytest.mark.parametrize("name", list(LIFECYCLES))
