@@ -916,6 +916,35 @@ def test_overdue_lists_what_is_past_its_deadline(tmp_path: Path) -> None:
     assert_error(lifecycle("overdue", "--db", "t.db", "--lifecycle", "nope", cwd=tmp_path), "nope")
 
 
+def test_sweep_flags_once_and_anomalies_list_it(tmp_path: Path) -> None:
+    """lifecycle sweep flags the stuck recording once (a second run finds nothing new),
+    the flag is an overdue anomaly, and --reconcile without credentials is an error."""
+    webhooks = tmp_path / "stuck.jsonl"
+    ids = {"meetingId": "m1", "sessionId": "s1"}
+    webhooks.write_text(json.dumps({"webhookType": "recording-stopping", "data": ids}))
+    assert 0 == lifecycle("replay", "--db", "t.db", webhooks, cwd=tmp_path).returncode
+    with Engine.open(str(tmp_path / "t.db")) as engine:
+        stopping = engine.status("recording", "m1", "s1")
+    assert stopping is not None
+    when = datetime.fromtimestamp(stopping.entered_at.timestamp() + 901, UTC).isoformat()
+
+    def sweep(*more: str) -> subprocess.CompletedProcess[str]:
+        return lifecycle("sweep", "--db", "t.db", "--now", when[:19] + "+0000", *more, cwd=tmp_path)
+
+    first = sweep()
+    assert 0 == first.returncode
+    assert "overdue" in first.stdout
+    assert "m1/s1" in first.stdout
+    again = json.loads(sweep("--format", "json").stdout)
+    assert {"flagged": [], "reconciled": []} == again
+    (flag,) = json.loads(
+        lifecycle("anomalies", "--db", "t.db", "--outcome", "overdue", "--format", "json",
+                  cwd=tmp_path).stdout
+    )  # fmt: skip
+    assert ("recording", "stopping") == (flag["lifecycle"], flag["before"])
+    assert_error(sweep("--reconcile"), "--videosdk-api-key", "VIDEOSDK_SECRET")
+
+
 def test_serve_takes_deadlines_from_the_command_line_and_its_config_file(tmp_path: Path) -> None:
     """A recording stopping for an hour: overdue by default (900 s); not with a
     [deadlines] table of two hours in the config file; overdue again with --deadline
