@@ -406,11 +406,26 @@ def _entry(
     what: str,
     facts: Mapping[str, Any],
 ) -> FeedResult:
-    resource = {"lifecycle": ref[0], "key": ref[1], "state": res.state, "since": _iso(res.entered)}
-    doc = {what: facts, "resource": resource, "data": res.data or {}}
-    made = entry_of(seq, outcome, now, _dumps(doc))
-    assert made is not None
-    return made
+    since = _iso(res.entered)
+    resource = {"lifecycle": ref[0], "key": ref[1], "state": res.state, "since": since}
+    payload = _dumps({what: facts, "resource": resource, "data": res.data or {}})
+    reason, warnings = _about(what, facts, res.state, since)
+    state = res.state
+    return FeedResult(
+        seq, outcome, ref[0], ref[1], None, state, state, (), warnings, reason, now, payload
+    )
+
+
+def _about(
+    what: str, facts: Mapping[str, Any], state: str, since: str
+) -> tuple[str, tuple[str, ...]]:
+    """The reason and warnings of an entry no webhook made, from its facts."""
+    if what == OVERDUE:
+        return (
+            f"in {state} since {since}: past its deadline {facts['deadline']} "
+            f"({facts['seconds']:g} s) at {facts['dueAt']}"
+        ), ()
+    return str(facts["reason"]), (RECONCILED,)
 
 
 def entry_of(seq: int, outcome: Outcome, now: float, payload: Payload) -> FeedResult | None:
@@ -420,15 +435,8 @@ def entry_of(seq: int, outcome: Outcome, now: float, payload: Payload) -> FeedRe
         doc: Any = _loads(payload) if isinstance(payload, bytes | str) else payload
         resource = doc["resource"]
         lifecycle, key, state = resource["lifecycle"], tuple(resource["key"]), resource["state"]
-        if OVERDUE in doc:
-            o = doc[OVERDUE]
-            reason = (
-                f"in {state} since {resource['since']}: past its deadline {o['deadline']} "
-                f"({o['seconds']:g} s) at {o['dueAt']}"
-            )
-            warnings: tuple[str, ...] = ()
-        else:
-            reason, warnings = str(doc[RECONCILED]["reason"]), (RECONCILED,)
+        what = OVERDUE if OVERDUE in doc else RECONCILED
+        reason, warnings = _about(what, doc[what], state, resource["since"])
     except (JSONDecodeError, LookupError, TypeError, ValueError):
         return None
     return FeedResult(

@@ -236,6 +236,10 @@ _UPSERT = (
     "flagged_at = excluded.flagged_at, last_seq = excluded.last_seq, seqs = excluded.seqs"
 )
 _SET_IDS = ", meeting_id = excluded.meeting_id, session_id = excluded.session_id"
+_FLAG = (
+    "UPDATE resources SET flagged_at = ?, last_seq = ?, seqs = ? "
+    "WHERE lifecycle = ? AND resource_key = ?"
+)
 
 
 def _json_list(items: tuple[str, ...]) -> str:
@@ -382,6 +386,10 @@ class SqlStore(abc.ABC):
     bigint: ClassVar[str] = "INTEGER"
     no_limit: ClassVar[object] = None
     """What ``LIMIT ?`` reads as no limit."""
+    several_writers: ClassVar[bool] = False
+    """Whether other writers may change a resource between two statements of a
+    transaction (they must be locked first); SQLite's ``BEGIN IMMEDIATE`` keeps them
+    out of the whole transaction."""
     errors: tuple[type[Exception], ...] = ()
     """The driver's errors: :class:`StoreRefused` those that :meth:`_refused` names,
     :class:`StoreUnavailable` the others."""
@@ -647,11 +655,16 @@ class SqlStore(abc.ABC):
         return recent
 
     def _write(
-        self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]
+        self,
+        conn: Any,
+        batch: _SqlBatch,
+        results: Sequence[FeedResult],
+        entries: bool = False,
     ) -> dict[ResourceRef, list[int]]:
         """Append the batch's log rows and upsert the resources its results touched
         (their lists of events grown by this batch's); those resources, with the
-        numbers of their events in the batch."""
+        numbers of their events in the batch. ``entries``: the results are entries no
+        webhook made, which change only a resource's flag and list of events."""
         changed = batch.changed(results)
         for ref, new in changed.items():
             seqs = batch.logged.get(ref)
@@ -667,6 +680,17 @@ class SqlStore(abc.ABC):
                 for r, e in zip(results, chain(batch.events, repeat(None)), strict=False)
             ],
         )
+        if entries:
+            self._many(
+                conn,
+                _FLAG,
+                [
+                    (batch.tables[lc][key].flagged, seqs[-1], pack_seqs(seqs), lc, key_text(key))
+                    for lc, key in changed
+                    if (seqs := batch.logged[(lc, key)])
+                ],
+            )
+            return changed
         self._upsert(
             conn,
             [
@@ -797,14 +821,17 @@ class SqlStore(abc.ABC):
             if lifecycle is None or name == lifecycle:
                 states = _unfinished(name)
                 marks = ", ".join(["?"] * len(states))
+                # the unfinished resources first, each joined to its session by the
+                # session's ids: not every session that ever ended (a CROSS JOIN keeps
+                # SQLite to that order; "|| ''" and "+ 0" keep it off the index of states)
                 cursors.append(
                     conn.execute(
                         self.sql(
                             f"SELECT {_aliased('r')}, s.entered_at FROM resources r "
-                            "JOIN resources s ON s.session_id = r.session_id AND "
-                            "s.meeting_id = r.meeting_id AND s.lifecycle = 'session' "
-                            f"WHERE r.lifecycle = ? AND r.state IN ({marks})"
-                            f" AND s.state = 'ended' AND s.entered_at <= ?{fresh}"
+                            "CROSS JOIN resources s WHERE r.lifecycle = ? AND "
+                            f"r.state IN ({marks}){fresh} AND s.session_id = r.session_id "
+                            "AND s.meeting_id = r.meeting_id AND s.lifecycle = 'session' "
+                            "AND s.state || '' = 'ended' AND s.entered_at + 0 <= ?"
                         ),
                         (name, *states, now - grace),
                     )
@@ -832,22 +859,24 @@ class SqlStore(abc.ABC):
     def sweep(self, deadlines: Deadlines, now: float) -> list[FeedResult]:
         with self._transaction(exclusive=True) as conn:
             self._lock_sweep(conn)
-            picked, _, ended = self._due(conn, deadlines, now, None, unflagged=True)
+            picked, kept, ended = self._due(conn, deadlines, now, None, unflagged=True)
             if not picked:
                 return []
             refs = [ref for ref, _, _ in picked]
-            loaded, seqs, _ = self._load(conn, refs, len(refs), None)  # locked, as it is now
-            batch = _SqlBatch(self, nullcontext(), conn, (), loaded, seqs, {})
-            # the same decision on the resources as locked (a writer may have moved one on)
-            again = deadlines.pick(
-                ((ref, batch.tables[ref[0]][ref[1]], ended[ref]) for ref in refs if ref in loaded),
-                now,
-            )
+            if self.several_writers:  # lock them, read them again, decide again
+                kept, seqs, _ = self._load(conn, refs, len(refs), None)
+                picked = deadlines.pick(
+                    ((ref, kept[ref][0], ended[ref]) for ref in refs if ref in kept), now
+                )
+            else:  # the only writer already, since the transaction began
+                seqs = self._next_seqs(conn, len(refs))
+            batch = _SqlBatch(self, nullcontext(), conn, (), kept, seqs, {})
             made: list[FeedResult] = []
-            for ref, res, due in again:
+            for ref, _, due in picked:
+                res = batch.tables[ref[0]][ref[1]]
                 if not res.overdue:
                     made.append(overdue_entry(seqs[len(made)], ref, res, due, now))
-            self._write(conn, batch, made)
+            self._write(conn, batch, made, entries=True)
             return made
 
     def append(
@@ -859,7 +888,7 @@ class SqlStore(abc.ABC):
                 return None
             batch = _SqlBatch(self, nullcontext(), conn, (), loaded, seqs, {})
             made = make(seqs[0], batch.tables[ref[0]][ref[1]])
-            self._write(conn, batch, [made])
+            self._write(conn, batch, [made], entries=True)
             return made
 
     def state_counts(self) -> dict[str, dict[str, int]]:

@@ -49,6 +49,7 @@ def _lock_id(lifecycle: str, key: str) -> int:
 class PostgresStore(SqlStore):
     """A store in a PostgreSQL database, ``postgresql://user:password@host:port/dbname``."""
 
+    several_writers = True
     blob = "BYTEA"
     real = "DOUBLE PRECISION"
     bigint = "BIGINT"

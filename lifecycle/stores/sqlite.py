@@ -233,9 +233,13 @@ class SqliteStore(SqlStore):
         return {ref: kept for ref in wanted if (kept := cache[ref]) is not None}
 
     def _write(
-        self, conn: Any, batch: _SqlBatch, results: Sequence[FeedResult]
+        self,
+        conn: Any,
+        batch: _SqlBatch,
+        results: Sequence[FeedResult],
+        entries: bool = False,
     ) -> dict[ResourceRef, list[int]]:
-        changed = super()._write(conn, batch, results)
+        changed = super()._write(conn, batch, results, entries)
         if results:  # the last number used (a strict batch may stop early)
             self._top = results[-1].seq
         cache = self._cache
