@@ -356,6 +356,7 @@ def step(
     if changed:
         res.state = cell.target
         res.entered = now
+        res.flagged = None  # a new visit: no sweep has flagged it
         # never mutate a dict that a result or the caller may still hold
         res.data = data if cell.restart or res.data is None else {**res.data, **data}
     if restarts and outcome is not _OUT_OF_ORDER and outcome is not _ILLEGAL:
@@ -383,7 +384,7 @@ OVERDUE = "overdue"
 def overdue_entry(seq: int, ref: ResourceRef, res: Resource, due: Due, now: float) -> FeedResult:
     """Flag the current visit of ``res`` overdue at ``now`` (``due`` says which deadline
     it passed): its log entry."""
-    res.flagged = res.entered
+    res.flagged = now
     facts = {"deadline": due.deadline, "seconds": due.seconds, "dueAt": _iso(due.at)}
     return _entry(seq, Outcome.OVERDUE, now, ref, res, OVERDUE, facts)
 
@@ -483,7 +484,7 @@ class Replay:
             res = self.get(ref)
             if res is not None and ref not in self.truncated:
                 if logged.outcome is Outcome.OVERDUE and res.state == logged.before:
-                    res.flagged = res.entered
+                    res.flagged = logged.timestamp
                 self.seqs.setdefault(ref, []).append(logged.seq)
             return
         p = parse(logged.payload)

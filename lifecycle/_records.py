@@ -179,9 +179,8 @@ class Resource:
 
     ``history`` packs each event as two floats, ``(seq << 10) | type << 3 | outcome`` and
     its time (see ``_core.pack``); stores that answer history from their log keep it
-    empty. ``flagged`` is the entry time of the last visit a sweep flagged overdue: the
-    current one is flagged when it equals ``entered`` (a visit to a state is known by
-    when it began, so a step never needs to clear it).
+    empty. ``flagged`` is when a sweep flagged the current visit to its state overdue
+    (None: it has not); a step that changes the state clears it.
     """
 
     __slots__ = ("cycle_id", "data", "entered", "flagged", "history", "state")
@@ -204,7 +203,7 @@ class Resource:
     @property
     def overdue(self) -> bool:
         """Whether a sweep flagged the current visit to its state."""
-        return self.flagged == self.entered
+        return self.flagged is not None
 
     def copy(self) -> Resource:
         """A copy whose later changes do not touch this one (data is never mutated)."""

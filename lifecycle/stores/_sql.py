@@ -744,7 +744,7 @@ class SqlStore(abc.ABC):
             where.append("r.resource_key = ?")
             params.append(key_text(key))
         if q.overdue:
-            where.append("r.flagged_at = r.entered_at")
+            where.append("r.flagged_at IS NOT NULL")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         page = ""
         if q.limit is not None or q.offset:
@@ -804,7 +804,7 @@ class SqlStore(abc.ABC):
         """The resources due at ``now`` (only those whose visit is not flagged, when
         ``unflagged``), by the index of states and entry times, with what was loaded and
         when the session of each ended (None: it did not, or it is not of one)."""
-        fresh = " AND (r.flagged_at IS NULL OR r.flagged_at <> r.entered_at)" if unflagged else ""
+        fresh = " AND r.flagged_at IS NULL" if unflagged else ""
         cursors = []
         for (name, state), seconds in deadlines.states.items():
             if lifecycle is None or name == lifecycle:

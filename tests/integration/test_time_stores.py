@@ -162,3 +162,50 @@ def test_every_store_sweeps_as_memory_does(
         with Engine.open(url, clock=clock) as engine:
             assert flagged == engine.resources(overdue=True)
             assert [] == engine.sweep(clock.now)
+
+
+def test_receivers_sweeping_one_postgresql_at_once_flag_each_visit_once() -> None:
+    """Four engines on one PostgreSQL sweep at the same moment, while a fifth moves some
+    of the stuck recordings on: every visit is flagged once, and none that moved on."""
+    import threading
+
+    url = postgres_or_skip()
+    reset_postgres(url)
+    clock = Clock(1000.0)
+    with Engine.open(url, clock=clock) as engine:
+        engine.feed_many(
+            {"webhookType": "recording-stopping", "data": {"meetingId": f"m{i}", "sessionId": "s"}}
+            for i in range(200)
+        )
+    engines = [Engine.open(url, clock=clock) for _ in range(5)]
+    start = threading.Barrier(5)
+    made: list[list[Any]] = [[] for _ in range(4)]
+
+    def sweep(i: int) -> None:
+        start.wait()
+        for _ in range(3):
+            made[i] += engines[i].sweep(5000.0)
+
+    def move_on() -> None:
+        start.wait()
+        for i in range(0, 200, 10):
+            stopped = {"meetingId": f"m{i}", "sessionId": "s", "fileUrl": "https://f/x.mp4"}
+            engines[4].feed({"webhookType": "recording-stopped", "data": stopped})
+
+    threads = [threading.Thread(target=sweep, args=(i,)) for i in range(4)]
+    threads.append(threading.Thread(target=move_on))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    flagged = [r.key or () for entries in made for r in entries]
+    assert len(flagged) == len(set(flagged))
+    logged = engines[0].anomalies(outcome="overdue")
+    assert sorted(flagged) == sorted(r.key or () for r in logged)
+    still = {s.key for s in engines[0].resources("recording", state="stopping")}
+    assert still <= set(flagged)  # every stuck one was flagged ...
+    assert len(still) == 180
+    assert {s.key for s in engines[0].resources(overdue=True)} == still  # ... moved on: cleared
+    assert [] == engines[0].rebuild()
+    for e in engines:
+        e.close()
