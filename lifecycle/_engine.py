@@ -26,6 +26,7 @@ from ._deadlines import Deadlines
 from ._lifecycles import IDLE, LIFECYCLES, Lifecycle, Outcome
 from ._records import (
     RECONCILED,
+    Change,
     FeedResult,
     HistoryEntry,
     Overdue,
@@ -35,7 +36,7 @@ from ._records import (
     snake,
 )
 from .errors import InvalidArgument, LifecycleViolation, StoreUnavailable
-from .stores import AnomalyQuery, MemoryStore, ResourceQuery, Store, open_store
+from .stores import AnomalyQuery, ChangeQuery, MemoryStore, ResourceQuery, Store, open_store
 
 if TYPE_CHECKING:
     from .reconcile import Reconciler
@@ -185,6 +186,7 @@ class Engine:
         # with a redelivery window, the digest of each result's payload (None: no resource)
         digests: list[bytes | None] = []
         fed: set[tuple[str, ResourceKey, bytes]] = set()  # this batch's, for redeliveries
+        datas: dict[int, Any] = {}  # the data of each changed resource after its change
         violation: LifecycleViolation | None = None
         batch = self.store.begin(items, since)
         tables, cap, seqs = batch.tables, batch.history_cap, batch.seqs
@@ -199,7 +201,10 @@ class Engine:
                         redelivered = mark in fed or batch.seen(*mark, since)
                         fed.add(mark)
                         digests.append(digest)
-                    results.append(step(item, tables, seq, now, redelivered, strict, cap))
+                    r = step(item, tables, seq, now, redelivered, strict, cap)
+                    results.append(r)
+                    if r[1] is _APPLIED or r[1] is _GAP:  # a change: its resource's data
+                        datas[i] = tables[item.route.lifecycle][item.key].data
                 else:
                     result = core.reject(cast(Rejected, item), seq, now)
                     if strict:
@@ -213,7 +218,7 @@ class Engine:
         except BaseException:
             batch.abort()
             raise
-        batch.commit(results, digests if since is not None else None)
+        batch.commit(results, digests if since is not None else None, datas)
         if self._subscriptions:
             for result in results:
                 if result.changed:
@@ -439,6 +444,67 @@ class Engine:
             AnomalyQuery(lifecycle, want, meeting_id, session_id, after, limit)
         )
 
+    def changes(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        lifecycle: str | None = None,
+        state: str | None = None,
+        meeting_id: str | None = None,
+        session_id: str | None = None,
+    ) -> list[Change]:
+        """The change feed: each change of state (and each sweep's ``overdue`` flag)
+        committed after cursor ``after``, in cursor order, at most ``limit``; filtered by
+        lifecycle, state entered, meeting and session. Resume from the last ``cursor``
+        seen and nothing is missed, even with several writers on one database (see
+        docs/feed.md). Raises :class:`CursorGone` (with the ``oldest`` cursor to resume
+        from) when changes after ``after`` were pruned.
+
+        .. versionadded:: 0.3
+        """
+        _check_page(limit, after, "after")
+        if lifecycle is not None:
+            _lifecycle(lifecycle)
+        if _nul(state, meeting_id, session_id):
+            return []
+        return self.store.changes(
+            ChangeQuery(after, limit, lifecycle, state, meeting_id, session_id)
+        )
+
+    def follow(
+        self,
+        after: int = 0,
+        *,
+        poll: float = 0.5,
+        lifecycle: str | None = None,
+        state: str | None = None,
+        meeting_id: str | None = None,
+        session_id: str | None = None,
+    ) -> Iterator[Change]:
+        """The changes after cursor ``after``, then each new one as it commits (asked for
+        again every ``poll`` seconds when none is newer): an endless iterator, to resume
+        from the last ``cursor`` it gave. Filters as :meth:`changes`.
+
+        .. versionadded:: 0.3
+        """
+        if not poll > 0:
+            raise InvalidArgument(f"poll must be a positive number of seconds, not {poll}")
+        while True:
+            page = self.changes(
+                after,
+                1000,
+                lifecycle=lifecycle,
+                state=state,
+                meeting_id=meeting_id,
+                session_id=session_id,
+            )
+            yield from page
+            if page:
+                after = page[-1].cursor
+            else:
+                time.sleep(poll)
+
     def log(self, after: int = 0, limit: int | None = None) -> list[FeedResult]:
         """Logged results in sequence order, from ``after`` (exclusive)."""
         _check_page(limit, after, "after")
@@ -518,6 +584,7 @@ class Engine:
 
 
 _UNSTORABLE = "the store cannot keep it as given"
+_APPLIED, _GAP = Outcome.APPLIED, Outcome.GAP
 
 
 def _answered(status: ResourceStatus) -> bool:

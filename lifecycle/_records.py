@@ -22,8 +22,10 @@ from .errors import InvalidEvent
 
 __all__ = [
     "AFTER_SESSION_END",
+    "CHANGES",
     "RECONCILED",
     "REDELIVERY",
+    "Change",
     "FeedResult",
     "HistoryEntry",
     "Overdue",
@@ -52,6 +54,9 @@ RECONCILED = "reconciled"
 Its payload holds, under this same key, the reason and the API's answer."""
 
 _CHANGES = (Outcome.APPLIED, Outcome.GAP)
+CHANGES = frozenset((Outcome.APPLIED, Outcome.GAP, Outcome.OVERDUE))
+"""The outcomes of the entries the change feed carries: a change of state, and a sweep's
+flag."""
 
 
 def utc(t: float) -> datetime:
@@ -222,6 +227,53 @@ class Snapshot(NamedTuple):
 
     resource: Resource
     seq: int
+
+
+class Change(NamedTuple):
+    """One entry of the change feed: a change of state (``applied``, ``gap``; reconciled
+    webhooks included) or a sweep's ``overdue`` flag (``before == after``).
+
+    ``cursor`` grows in commit order, on every store: a reader that resumes after the
+    last cursor it saw misses nothing (see docs/feed.md). ``seq`` is the log entry that
+    made it, ``webhook_type`` the webhook that caused it (None for an ``overdue`` flag),
+    ``data`` the resource's data after it.
+
+    .. versionadded:: 0.3
+    """
+
+    cursor: int
+    seq: int
+    outcome: Outcome
+    lifecycle: str
+    key: ResourceKey
+    webhook_type: str | None
+    before: str
+    after: str
+    warnings: tuple[str, ...]
+    timestamp: float
+    data: Mapping[str, Any]
+
+    @property
+    def at(self) -> datetime:
+        """When it was committed (the engine's clock), as an aware UTC ``datetime``."""
+        return utc(self.timestamp)
+
+
+def change_of(cursor: int, r: FeedResult, data: Mapping[str, Any] | None) -> Change:
+    """The change a logged result makes, with the resource's data after it."""
+    return Change(
+        cursor,
+        r.seq,
+        r.outcome,
+        r.lifecycle or "",
+        r.key or (),
+        r.webhook_type,
+        r.before or "",
+        r.after or "",
+        r.warnings,
+        r.timestamp,
+        data or {},
+    )
 
 
 class Overdue(NamedTuple):

@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "CursorGone",
     "DefinitionError",
     "InvalidArgument",
     "InvalidEvent",
@@ -85,6 +86,19 @@ class StoreRefused(LifecycleError, ValueError):  # noqa: N818 - the condition us
 class LogPruned(LifecycleError, LookupError):  # noqa: N818 - the condition users meet
     """The part of the event log a question needs is no longer kept: it was pruned, or it
     left the memory store's bounded log."""
+
+
+class CursorGone(LogPruned):
+    """A change feed was asked to resume from a cursor older than what it keeps: changes
+    after it were pruned (or left the memory store's bounded log). ``oldest`` is the
+    oldest cursor to resume from now (every change after it is kept).
+
+    .. versionadded:: 0.3
+    """
+
+    def __init__(self, message: str, oldest: int) -> None:
+        super().__init__(message)
+        self.oldest = oldest
 
 
 class ConfigError(LifecycleError, ValueError):

@@ -79,7 +79,9 @@ def reset_postgres(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS events, resources, lifecycle_meta CASCADE")
+        conn.execute(
+            "DROP TABLE IF EXISTS events, resources, lifecycle_meta, lifecycle_cursor CASCADE"
+        )
         conn.execute("DROP SEQUENCE IF EXISTS lifecycle_events_seq")
 
 

@@ -17,13 +17,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvalidArgument
-from ._base import AnomalyQuery, Batch, Maintenance, ResourceQuery, Store, Stored
+from ._base import AnomalyQuery, Batch, ChangeQuery, Maintenance, ResourceQuery, Store, Stored
 from .memory import MemoryStore
 
 __all__ = [
     "BACKENDS",
     "AnomalyQuery",
     "Batch",
+    "ChangeQuery",
     "Maintenance",
     "MemoryStore",
     "ResourceQuery",

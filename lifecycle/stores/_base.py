@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -20,6 +20,7 @@ from .._core import Parsed, Rejected
 from .._deadlines import Deadlines
 from .._lifecycles import Outcome
 from .._records import (
+    Change,
     FeedResult,
     Overdue,
     Resource,
@@ -32,6 +33,7 @@ from .._records import (
 __all__ = [
     "AnomalyQuery",
     "Batch",
+    "ChangeQuery",
     "Maintenance",
     "ResourceQuery",
     "Store",
@@ -63,6 +65,19 @@ class AnomalyQuery:
     session_id: str | None = None
     after: int = 0
     limit: int | None = None
+
+
+@attrs.frozen
+class ChangeQuery:
+    """The cursor, page and filters of ``Engine.changes``, checked by the engine."""
+
+    after: int = 0
+    limit: int | None = None
+    lifecycle: str | None = None
+    state: str | None = None
+    """The state entered (or, for an overdue flag, stuck in)."""
+    meeting_id: str | None = None
+    session_id: str | None = None
 
 
 class Stored(NamedTuple):
@@ -100,10 +115,13 @@ class Batch(Protocol):
         self,
         results: Sequence[FeedResult],
         digests: Sequence[bytes | None] | None,
+        datas: Mapping[int, Mapping[str, Any] | None],
     ) -> None:
         """Log ``results`` (the batch's events, in order, maybe fewer than it began with),
         store the resources they changed, and end the transaction. ``digests`` are their
-        redelivery digests, with a window (None without)."""
+        redelivery digests, with a window (None without). Each result that changed its
+        resource is a change of the feed, with a cursor above every committed one;
+        ``datas`` holds, by the result's index, its resource's data after it."""
 
     def abort(self) -> None:
         """End the transaction, writing nothing of it."""
@@ -182,6 +200,11 @@ class Store(Protocol):
 
     def anomalies(self, query: AnomalyQuery) -> list[FeedResult]:
         """The logged anomalies matching ``query``, in sequence order."""
+
+    def changes(self, query: ChangeQuery) -> list[Change]:
+        """The changes after ``query.after`` matching it, in cursor order. Raises
+        :class:`~lifecycle.errors.CursorGone` when changes after that cursor are no
+        longer kept."""
 
     def overdue(self, deadlines: Deadlines, now: float, lifecycle: str | None) -> list[Overdue]:
         """Every resource (of ``lifecycle``, or any) past one of ``deadlines`` at ``now``

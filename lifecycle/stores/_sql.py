@@ -27,6 +27,8 @@ from .._core import Parsed, Rejected, digest_bytes, overdue_entry, status_of, to
 from .._deadlines import Deadlines, Due
 from .._lifecycles import LIFECYCLES, Outcome
 from .._records import (
+    CHANGES,
+    Change,
     FeedResult,
     HistoryEntry,
     Overdue,
@@ -37,8 +39,8 @@ from .._records import (
     Snapshot,
     utc,
 )
-from ..errors import InvalidEvent, LogPruned, StoreRefused, StoreUnavailable
-from ._base import AnomalyQuery, ResourceQuery, Stored
+from ..errors import CursorGone, InvalidEvent, LogPruned, StoreRefused, StoreUnavailable
+from ._base import AnomalyQuery, ChangeQuery, ResourceQuery, Stored
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "redact"]
 
@@ -134,6 +136,18 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Migration]]] = (
             "CREATE INDEX resources_in_session ON resources (session_id, meeting_id, lifecycle)",
         ),
     ),
+    (
+        5,
+        (  # the change feed: a cursor in commit order, and the resource's data after it
+            "ALTER TABLE events ADD COLUMN cursor {bigint}",
+            "ALTER TABLE events ADD COLUMN change_data TEXT",
+            "UPDATE events SET cursor = seq WHERE lifecycle IS NOT NULL AND outcome IN "
+            "('applied', 'gap', 'overdue')",
+            "CREATE UNIQUE INDEX events_changes ON events (cursor) WHERE cursor IS NOT NULL",
+            "CREATE TABLE lifecycle_cursor (last {bigint} NOT NULL)",
+            "INSERT INTO lifecycle_cursor (last) SELECT coalesce(max(cursor), 0) FROM events",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 """The schema version this release writes; older databases are migrated on open."""
@@ -214,6 +228,18 @@ EVENT_COLUMNS = (
     "seq, received_at, payload, payload_kind, outcome, lifecycle, resource_key, "
     "webhook_type, before_state, after_state, missing, warnings, reason, "
     "meeting_id, session_id, anomaly"
+)
+# a change's cursor: the counter, raised by the batch's changes in the same transaction
+# (its row stays locked until the commit, so cursors follow the commit order), less the
+# change's distance from the batch's last one; NULL for an event that changed nothing
+_INSERT_EVENT = (
+    f"INSERT INTO events ({EVENT_COLUMNS}, cursor, change_data) VALUES "
+    f"({', '.join(['?'] * 16)}, (SELECT last FROM lifecycle_cursor) - ?, ?)"
+)
+_RAISE_CURSOR = "UPDATE lifecycle_cursor SET last = last + ?"
+_CHANGE_COLUMNS = (
+    "cursor, seq, outcome, lifecycle, resource_key, webhook_type, before_state, "
+    "after_state, warnings, received_at, change_data"
 )
 _KEYED_BY_SESSION = frozenset(
     name
@@ -305,6 +331,24 @@ def result_of(row: Sequence[Any]) -> FeedResult:
         reason,
         float(received),
         decode_payload(bytes(blob), kind),
+    )
+
+
+def _change_of(row: Sequence[Any]) -> Change:
+    """The change a row of :data:`_CHANGE_COLUMNS` holds."""
+    cursor, seq, outcome, lifecycle, key, webhook_type, before, after, warnings, t, data = row
+    return Change(
+        int(cursor),
+        int(seq),
+        Outcome(outcome),
+        lifecycle,
+        tuple(orjson.loads(key)),
+        webhook_type,
+        before,
+        after,
+        tuple(orjson.loads(warnings)),
+        float(t),
+        orjson.loads(data) if data else {},
     )
 
 
@@ -431,6 +475,10 @@ class SqlStore(abc.ABC):
 
     def _lock_all(self, conn: Any) -> None:  # noqa: B027
         """Keep other writers off every table until the transaction ends (rebuild)."""
+
+    def _notify(self, conn: Any) -> None:  # noqa: B027
+        """Tell the database's other connections that changes are committing (on
+        commit), where it can."""
 
     @abc.abstractmethod
     def _next_seqs(self, conn: Any, n: int) -> list[int]:
@@ -659,26 +707,35 @@ class SqlStore(abc.ABC):
         conn: Any,
         batch: _SqlBatch,
         results: Sequence[FeedResult],
+        datas: Mapping[int, Any],
         entries: bool = False,
     ) -> dict[ResourceRef, list[int]]:
         """Append the batch's log rows and upsert the resources its results touched
         (their lists of events grown by this batch's); those resources, with the
-        numbers of their events in the batch. ``entries``: the results are entries no
-        webhook made, which change only a resource's flag and list of events."""
+        numbers of their events in the batch. ``datas``: the data of each change's
+        resource after it, by the result's index. ``entries``: the results are entries
+        no webhook made, which change only a resource's flag and list of events."""
         changed = batch.changed(results)
         for ref, new in changed.items():
             seqs = batch.logged.get(ref)
             if seqs is None:
                 seqs = batch.logged[ref] = array("q")
             seqs.extend(new)
+        rows = [
+            event_row(r, e.data if type(e) is Parsed else None)
+            # a batch of entries that no webhook made has no events
+            for r, e in zip(results, chain(batch.events, repeat(None)), strict=False)
+        ]
+        changes = [j for j, r in enumerate(results) if r.outcome in CHANGES]
+        if changes:
+            conn.execute(self.sql(_RAISE_CURSOR), (len(changes),))
+            self._notify(conn)
+        extra: list[tuple[Any, Any]] = [(None, None)] * len(rows)
+        for k, j in enumerate(changes):
+            data = datas.get(j)
+            extra[j] = (len(changes) - 1 - k, _dumps(data).decode() if data is not None else None)
         self._many(
-            conn,
-            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['?'] * 16)})",
-            [
-                event_row(r, e.data if type(e) is Parsed else None)
-                # a batch of entries that no webhook made has no events
-                for r, e in zip(results, chain(batch.events, repeat(None)), strict=False)
-            ],
+            conn, _INSERT_EVENT, [(*row, *more) for row, more in zip(rows, extra, strict=True)]
         )
         if entries:
             self._many(
@@ -872,11 +929,13 @@ class SqlStore(abc.ABC):
                 seqs = self._next_seqs(conn, len(refs))
             batch = _SqlBatch(self, nullcontext(), conn, (), kept, seqs, {})
             made: list[FeedResult] = []
+            datas = {}
             for ref, _, due in picked:
                 res = batch.tables[ref[0]][ref[1]]
                 if not res.overdue:
+                    datas[len(made)] = res.data
                     made.append(overdue_entry(seqs[len(made)], ref, res, due, now))
-            self._write(conn, batch, made, entries=True)
+            self._write(conn, batch, made, datas, entries=True)
             return made
 
     def append(
@@ -888,7 +947,7 @@ class SqlStore(abc.ABC):
                 return None
             batch = _SqlBatch(self, nullcontext(), conn, (), loaded, seqs, {})
             made = make(seqs[0], batch.tables[ref[0]][ref[1]])
-            self._write(conn, batch, [made], entries=True)
+            self._write(conn, batch, [made], {}, entries=True)
             return made
 
     def state_counts(self) -> dict[str, dict[str, int]]:
@@ -917,6 +976,35 @@ class SqlStore(abc.ABC):
             sql += " LIMIT ?"
             params.append(q.limit)
         return [result_of(r) for r in self._query(sql, params)]
+
+    def changes(self, query: ChangeQuery) -> list[Change]:
+        q = query
+        where = ["cursor > ?"]
+        params: list[Any] = [q.after]
+        for column, value in (
+            ("lifecycle", q.lifecycle),
+            ("after_state", q.state),
+            ("meeting_id", q.meeting_id),
+            ("session_id", q.session_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {_CHANGE_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY cursor"
+        if q.limit is not None:
+            sql += " LIMIT ?"
+            params.append(q.limit)
+        with self._transaction() as conn:
+            found = conn.execute(
+                "SELECT value FROM lifecycle_meta WHERE name = 'pruned_cursor'"
+            ).fetchone()
+            gone = int(found[0]) if found else 0
+            if q.after < gone:
+                raise CursorGone(
+                    f"changes after cursor {q.after} were pruned; resume after {gone}", gone
+                )
+            rows = conn.execute(self.sql(sql), params).fetchall()
+        return [_change_of(row) for row in rows]
 
     def log(self, after: int, limit: int | None) -> list[FeedResult]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq"
@@ -985,11 +1073,20 @@ class SqlStore(abc.ABC):
                         ),
                         (str(self._high_water(conn)),),
                     )
+                gone = 0  # the last cursor of a change dropped
                 for lc, key, state, entered, data, cycle_id, last_seq, seqs in rows:
                     base = Snapshot(_resource_of(state, entered, data, cycle_id), int(last_seq))
                     logged = list(unpack_seqs(seqs))
                     for i in range(0, len(logged), 500):
                         chunk = logged[i : i + 500]
+                        (top,) = conn.execute(
+                            self.sql(
+                                "SELECT max(cursor) FROM events WHERE seq IN "
+                                f"({', '.join(['?'] * len(chunk))})"
+                            ),
+                            chunk,
+                        ).fetchone()
+                        gone = max(gone, int(top or 0))
                         cur = conn.execute(
                             self.sql(
                                 f"DELETE FROM events WHERE seq IN ({', '.join(['?'] * len(chunk))})"
@@ -1003,6 +1100,15 @@ class SqlStore(abc.ABC):
                             "WHERE lifecycle = ? AND resource_key = ?"
                         ),
                         (_snapshot_text(base), b"", lc, key),
+                    )
+                if gone:  # a feed resuming before it would miss what was dropped
+                    conn.execute(
+                        self.sql(
+                            "INSERT INTO lifecycle_meta (name, value) VALUES "
+                            "('pruned_cursor', ?) ON CONFLICT (name) DO UPDATE SET value = "
+                            "excluded.value"
+                        ),
+                        (str(gone),),
                     )
         finally:
             self._forget()
@@ -1089,9 +1195,14 @@ class _SqlBatch:
                 seqs.setdefault((r.lifecycle, r.key), []).append(r.seq)
         return seqs
 
-    def commit(self, results: Sequence[FeedResult], digests: Sequence[bytes | None] | None) -> None:
+    def commit(
+        self,
+        results: Sequence[FeedResult],
+        digests: Sequence[bytes | None] | None,
+        datas: Mapping[int, Any],
+    ) -> None:
         try:
-            self.store._write(self.conn, self, results)
+            self.store._write(self.conn, self, results, datas)
         except BaseException as e:
             self.transaction.__exit__(type(e), e, e.__traceback__)  # may raise StoreUnavailable
             raise

@@ -36,7 +36,9 @@ from .._deadlines import Deadlines, Due
 from .._lifecycles import IDLE, LIFECYCLES, Outcome
 from .._records import (
     AFTER_SESSION_END,
+    CHANGES,
     REDELIVERY,
+    Change,
     FeedResult,
     Overdue,
     Resource,
@@ -44,10 +46,11 @@ from .._records import (
     ResourceRef,
     ResourceStatus,
     Snapshot,
+    change_of,
     utc,
 )
-from ..errors import DefinitionError, InvalidArgument, LogPruned
-from ._base import AnomalyQuery, ResourceQuery, Stored
+from ..errors import CursorGone, DefinitionError, InvalidArgument, LogPruned
+from ._base import AnomalyQuery, ChangeQuery, ResourceQuery, Stored
 
 __all__ = ["MemoryStore"]
 
@@ -169,6 +172,8 @@ class MemoryStore:
         self._packed = array("q", bytes(8 * size))
         self._times = array("d", bytes(8 * size))
         self._payloads: list[Any] = [_PRUNED] * size
+        self._datas: list[Any] = [None] * size  # a change's resource data after it
+        self._pruned_change = 0  # the last change prune() dropped
         self.anomaly_limit = anomaly_limit
         self._anomalies: deque[FeedResult] = deque(maxlen=anomaly_limit)
         self._bases: dict[ResourceRef, Snapshot] = {}
@@ -200,9 +205,15 @@ class MemoryStore:
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
         return any(d == digest and t >= since for d, t in self._recent.get((lifecycle, key), ()))
 
-    def commit(self, results: Sequence[FeedResult], digests: Sequence[bytes | None] | None) -> None:
+    def commit(
+        self,
+        results: Sequence[FeedResult],
+        digests: Sequence[bytes | None] | None,
+        datas: Mapping[int, Any] | None = None,
+    ) -> None:
         limit = self.log_limit
-        for r in results:
+        changed = datas or {}
+        for j, r in enumerate(results):
             seq, outcome, _, _, _, before, _, _, warnings, _, now, payload = r
             entry = (
                 (seq << _SEQ_SHIFT) | (_STATE_CODE[before] << 3) | OUTCOME_CODE[outcome]
@@ -213,11 +224,13 @@ class MemoryStore:
                 self._packed.append(entry)
                 self._times.append(now)
                 self._payloads.append(payload)
+                self._datas.append(changed.get(j))
             else:
                 i = (seq - 1) % limit
                 self._packed[i] = entry
                 self._times[i] = now
                 self._payloads[i] = payload
+                self._datas[i] = changed.get(j)
             if warnings or outcome is not _APPLIED:
                 self._anomalies.append(r)
             self._seq = seq
@@ -259,11 +272,14 @@ class MemoryStore:
             if found is not None:
                 yield found
 
+    def _index(self, seq: int) -> int:
+        return seq - 1 if self.log_limit is None else (seq - 1) % self.log_limit
+
     def _entry(self, seq: int) -> FeedResult | None:
         """The logged result of ``seq``; None when it left the log or was pruned."""
         if not self._dropped < seq <= self._seq:
             return None
-        i = seq - 1 if self.log_limit is None else (seq - 1) % self.log_limit
+        i = self._index(seq)
         payload = self._payloads[i]
         return None if payload is _PRUNED else _unpacked(self._packed[i], self._times[i], payload)
 
@@ -357,6 +373,30 @@ class MemoryStore:
     def log(self, after: int, limit: int | None) -> list[FeedResult]:
         return list(islice(self._entries(after), limit))
 
+    def changes(self, query: ChangeQuery) -> list[Change]:
+        q = query
+        gone = max(self._dropped, self._pruned_change)  # a cursor is its entry's seq here
+        if q.after < gone:
+            raise CursorGone(
+                f"changes after cursor {q.after} have left the memory log (it keeps the "
+                f"last {self.log_limit:,} events); resume after {gone}",
+                gone,
+            )
+        found = (
+            change_of(r.seq, r, self._datas[self._index(r.seq)])
+            for r in self._entries(q.after)
+            if r.outcome in CHANGES
+        )
+        matching = (
+            c
+            for c in found
+            if (q.lifecycle is None or c.lifecycle == q.lifecycle)
+            and (q.state is None or c.after == q.state)
+            and (q.meeting_id is None or c.data.get("meetingId") == q.meeting_id)
+            and (q.session_id is None or c.data.get("sessionId") == q.session_id)
+        )
+        return list(islice(matching, q.limit))
+
     # -- deadlines ------------------------------------------------------------------------
 
     def _due(
@@ -383,11 +423,13 @@ class MemoryStore:
 
     def sweep(self, deadlines: Deadlines, now: float) -> list[FeedResult]:
         made: list[FeedResult] = []
+        datas = {}
         for ref, res, due in self._due(deadlines, now, None):
             if not res.overdue:
+                datas[len(made)] = res.data
                 made.append(overdue_entry(self._seq + 1 + len(made), ref, res, due, now))
                 self._remember(res, made[-1])
-        self.commit(made, None)
+        self.commit(made, None, datas)
         return made
 
     def append(
@@ -425,9 +467,10 @@ class MemoryStore:
         dropped = 0
         for r in list(self._entries()):
             if (r.lifecycle, r.key) in pruned:
-                i = r.seq - 1 if self.log_limit is None else (r.seq - 1) % self.log_limit
-                self._payloads[i] = _PRUNED
+                self._payloads[self._index(r.seq)] = _PRUNED
                 dropped += 1
+                if r.outcome in CHANGES:
+                    self._pruned_change = max(self._pruned_change, r.seq)
         self._anomalies = deque(
             (r for r in self._anomalies if (r.lifecycle, r.key) not in pruned),
             maxlen=self.anomaly_limit,

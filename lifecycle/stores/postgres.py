@@ -113,6 +113,9 @@ class PostgresStore(SqlStore):
     def _lock_schema(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
 
+    def _notify(self, conn: Any) -> None:
+        conn.execute("NOTIFY lifecycle_changes")
+
     def _lock_sweep(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SWEEP_LOCK,))
 

@@ -92,8 +92,8 @@ class _Refusing:
 
     refusal: str
 
-    def _write(self, conn: Any, batch: Any, results: Sequence[Any], entries: bool = False) -> Any:
-        changed = super()._write(conn, batch, results, entries)  # type: ignore[misc]
+    def _write(self, conn: Any, batch: Any, results: Sequence[Any], *more: Any) -> Any:
+        changed = super()._write(conn, batch, results, *more)  # type: ignore[misc]
         if any(POISON in bytes(r.payload) and r.lifecycle for r in results):
             conn.execute(self.refusal)
         return changed
