@@ -39,6 +39,7 @@ from ._records import (
     AFTER_SESSION_END,
     RECONCILED,
     REDELIVERY,
+    Change,
     FeedResult,
     HistoryEntry,
     Overdue,
@@ -49,6 +50,7 @@ from ._records import (
 from ._version import __version__
 from .errors import (
     ConfigError,
+    CursorGone,
     DefinitionError,
     InvalidArgument,
     InvalidEvent,
@@ -69,7 +71,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "WEBHOOK_TYPES",
     "AiDeploymentSessionEvent",
+    "Change",
     "ConfigError",
+    "CursorGone",
     "DefinitionError",
     "Engine",
     "Event",
