@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._lifecycles import LIFECYCLES
-from ._records import FeedResult, HistoryEntry, Overdue, ResourceStatus
+from ._records import Change, FeedResult, HistoryEntry, Overdue, ResourceStatus
 
-__all__ = ["overdue_json", "result_json", "status_json"]
+__all__ = ["change_json", "overdue_json", "result_json", "status_json"]
 
 
 def _ids(lifecycle: str | None, key: tuple[str, ...] | None) -> dict[str, str] | None:
@@ -30,6 +30,23 @@ def result_json(r: FeedResult) -> dict[str, Any]:
         "warnings": list(r.warnings),
         "reason": r.reason,
         "received_at": r.received_at.isoformat(),
+    }
+
+
+def change_json(c: Change) -> dict[str, Any]:
+    """One change of the feed as JSON values."""
+    return {
+        "cursor": c.cursor,
+        "seq": c.seq,
+        "outcome": c.outcome.value,
+        "lifecycle": c.lifecycle,
+        "key": _ids(c.lifecycle, c.key),
+        "webhook_type": c.webhook_type,
+        "before": c.before,
+        "after": c.after,
+        "warnings": list(c.warnings),
+        "at": c.at.isoformat(),
+        "data": dict(c.data),
     }
 
 

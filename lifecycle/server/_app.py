@@ -15,8 +15,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import CONTENT_TYPE_LATEST
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -27,11 +29,12 @@ from starlette.types import ExceptionHandler
 
 from .._convert import _dumps
 from .._engine import Engine
-from .._json import overdue_json, result_json, status_json
+from .._json import change_json, overdue_json, result_json, status_json
 from .._lifecycles import LIFECYCLES
 from .._records import Overdue, ResourceStatus
-from ..errors import InvalidArgument, ProviderError, StoreRefused, StoreUnavailable
+from ..errors import CursorGone, InvalidArgument, ProviderError, StoreRefused, StoreUnavailable
 from ._config import ServerConfig, check
+from ._feed import POLL, Wakeup, listen
 from ._feeder import Engines, Load, QueueFull, open_engines
 from ._metrics import AccessLog, Metrics
 from ._openapi import openapi
@@ -98,6 +101,9 @@ class Api:
         self.metrics = Metrics()
         self.load = Load(config.max_queue)
         """The webhooks held unanswered; ``lifecycle serve``'s protocol sheds on it too."""
+        self.wakeup = Wakeup()
+        """Wakes the readers of the change feed when changes commit."""
+        self._closing = anyio.Event()  # ends the event streams at shutdown
         self._engines: Engines | None = None
 
     @property
@@ -135,17 +141,19 @@ class Api:
                         self.load,
                         config.deadlines,
                         reconciler,
+                        self.wakeup.notify,
                     )
                 )
-                sweeping = None
+                tasks = [asyncio.create_task(listen(config.db, self.wakeup))]
                 if config.sweep_interval is not None:
-                    sweeping = asyncio.create_task(self._sweep_every(config.sweep_interval))
+                    tasks.append(asyncio.create_task(self._sweep_every(config.sweep_interval)))
                 try:
                     yield
                 finally:
-                    if sweeping is not None:
-                        sweeping.cancel()
-                        await asyncio.gather(sweeping, return_exceptions=True)
+                    self._closing.set()
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._engines = None
 
@@ -162,6 +170,8 @@ class Api:
         except StoreUnavailable as e:
             log.warning("sweep failed: %s", e)
             return
+        if flagged:
+            self.wakeup.notify()
         for r in flagged:
             self.metrics.flagged(r)
             log.warning(
@@ -176,6 +186,8 @@ class Api:
         except (ProviderError, StoreUnavailable) as e:
             log.warning("reconciling failed: %s", e)
             return
+        if any(item.result is not None for item in done or ()):
+            self.wakeup.notify()
         for item in done or ():
             self.metrics.reconciled(item)
             if item.result is not None:
@@ -196,6 +208,8 @@ class Api:
             Route("/resources", read(self.resources), methods=["GET"]),
             Route("/resources/{lifecycle}/{key:path}", read(self.resource), methods=["GET"]),
             Route("/anomalies", read(self.anomalies), methods=["GET"]),
+            Route("/changes", read(self.changes), methods=["GET"]),
+            Route("/changes/stream", read(self.change_stream), methods=["GET"]),
             Route("/sessions/{session_id}", read(self.session), methods=["GET"]),
             Route("/metrics", read(self.metrics_text), methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
@@ -214,6 +228,8 @@ class Api:
         :class:`WebhookRefused`               401/413 counted by reason, logged
         ``HTTPException`` (ours, Starlette's) its own its headers (``Allow``, ...)
         :class:`InvalidArgument`              400
+        :class:`CursorGone`                   410     ``oldest``: the cursor to resume
+                                                      after
         :class:`StoreRefused`                 400     logged (feeding never raises it)
         :class:`StoreUnavailable`             503     ``Retry-After: 5``, logged; a
                                                       webhook is counted as refused
@@ -229,6 +245,7 @@ class Api:
             WebhookRefused: self._webhook_refused,
             HTTPException: self._http_error,
             InvalidArgument: self._invalid_argument,
+            CursorGone: self._cursor_gone,
             StoreRefused: self._store_refused,
             StoreUnavailable: self._store_unavailable,
             QueueFull: self._queue_full,
@@ -251,6 +268,10 @@ class Api:
 
     async def _invalid_argument(self, request: Request, exc: Exception) -> Response:
         return _error(400, str(exc))
+
+    async def _cursor_gone(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CursorGone)
+        return _json({"error": str(exc), "oldest": exc.oldest}, 410)
 
     async def _store_refused(self, request: Request, exc: Exception) -> Response:
         log.warning("the store refused a request: %s", exc)
@@ -413,6 +434,51 @@ class Api:
             }
         )
 
+    async def changes(self, request: Request) -> Response:
+        """The changes after ``after``; with ``wait``, held up to that many seconds
+        until there is one."""
+        after, filters = _feed_args(request, request.query_params.get("after"))
+        limit = _page_arg(request, "limit", 100, MAX_PAGE)
+        wait = _seconds_arg(request, "wait", MAX_WAIT)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            ticket = self.wakeup.ticket()
+            found = await self.engines.read(Engine.changes, after, limit, **filters)
+            left = deadline - loop.time()
+            if found or left <= 0:
+                break
+            await self.wakeup.wait(ticket, left)
+        items = [change_json(c) for c in found]
+        return _json({"items": items, "next": found[-1].cursor if found else after})
+
+    async def change_stream(self, request: Request) -> Response:
+        """Server-Sent Events: each change after ``after`` (``Last-Event-ID`` wins), its
+        cursor as the event's id, then each new one as it commits."""
+        last = request.headers.get("last-event-id")
+        after, filters = _feed_args(request, last or request.query_params.get("after"))
+        first = await self.engines.read(Engine.changes, after, MAX_PAGE, **filters)  # 410 here
+        read, wakeup = self.engines.read, self.wakeup
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            cursor, page = after, first
+            while True:
+                for c in page:
+                    data = _dumps(change_json(c)).decode()
+                    yield ServerSentEvent(data, event="change", id=str(c.cursor))
+                    cursor = c.cursor
+                ticket = wakeup.ticket()
+                try:
+                    page = await read(Engine.changes, cursor, MAX_PAGE, **filters)
+                except CursorGone as e:  # pruned while streaming: say where to resume
+                    gone = _dumps({"error": str(e), "oldest": e.oldest}).decode()
+                    yield ServerSentEvent(gone, event="gone")
+                    return
+                if not page:
+                    await wakeup.wait(ticket, POLL)
+
+        return EventSourceResponse(events(), ping=15, shutdown_event=self._closing)
+
     async def metrics_text(self, request: Request) -> Response:
         self.metrics.set_resources(await self.engines.read(Engine.state_counts))
         self.metrics.set_overdue(await self.engines.read(Engine.overdue))
@@ -429,6 +495,40 @@ class Api:
 
     async def openapi_json(self, request: Request) -> Response:
         return _json(openapi())
+
+
+MAX_WAIT = 60.0
+"""The longest a ``GET /changes?wait=`` is held, in seconds."""
+
+
+def _feed_args(request: Request, after: str | None) -> tuple[int, dict[str, str | None]]:
+    """The cursor to read after (from the query or ``Last-Event-ID``), and the filters."""
+    q = request.query_params
+    if after is None:
+        cursor = 0
+    elif not after.isdigit() or int(after) > _MAX_INT:
+        raise InvalidArgument(f"a cursor is a whole number from 0, not {after!r}")
+    else:
+        cursor = int(after)
+    return cursor, {
+        "lifecycle": q.get("lifecycle"),
+        "state": q.get("state"),
+        "meeting_id": q.get("meetingId"),
+        "session_id": q.get("sessionId"),
+    }
+
+
+def _seconds_arg(request: Request, name: str, top: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not 0 <= value <= top:
+        raise InvalidArgument(f"{name} must be between 0 and {top:g} seconds")
+    return value
 
 
 def _matches(o: Overdue, query: Mapping[str, str]) -> bool:

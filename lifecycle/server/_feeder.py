@@ -116,9 +116,11 @@ class GroupCommit:
         key: rsa.RSAPublicKey | None,
         reader: EngineThread | None = None,
         load: Load | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
+        self._on_change = on_change
         self.load = load or Load(None)
         """Webhooks fed and not yet answered (queued or in the batch), and the limit."""
         self._max_batch = max_batch
@@ -163,6 +165,10 @@ class GroupCommit:
                 if isinstance(e, StoreUnavailable) and self._reader is not None:
                     await self._reader.call(Engine.close)
             else:
+                if self._on_change is not None and any(
+                    not isinstance(o, str) and o.changed for o in outcomes
+                ):
+                    self._on_change()
                 for (_, _, done), outcome in zip(batch, outcomes, strict=True):
                     if done.done():
                         continue
@@ -192,12 +198,13 @@ class Engines:
         key: rsa.RSAPublicKey | None = None,
         load: Load | None = None,
         reconciler: tuple[EngineThread, Reconciler] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
         self._reconciler = reconciler
         self._feeder = GroupCommit(
-            writer, max_batch, key, None if reader is writer else reader, load
+            writer, max_batch, key, None if reader is writer else reader, load, on_change
         )
 
     async def feed(self, body: bytes, signature: str | None = None) -> FeedResult:
@@ -248,10 +255,12 @@ async def open_engines(
     load: Load | None = None,
     deadlines: Mapping[str, Any] | None = None,
     reconciler: Reconciler | None = None,
+    on_change: Callable[[], None] | None = None,
 ) -> AsyncIterator[Engines]:
     """The engines of database ``db``, open while the context lasts; with ``key``, the
     writer checks each webhook's signature before feeding it; once ``load`` is full,
-    :class:`QueueFull`. With a ``reconciler``, a third engine asks it.
+    :class:`QueueFull`. With a ``reconciler``, a third engine asks it. ``on_change`` is
+    called after each batch that changed a resource commits.
 
     An in-memory database (``memory://``, ``sqlite://``) exists in its own engine only:
     then every call goes through the writing engine.
@@ -264,7 +273,7 @@ async def open_engines(
 
     reader = another()
     asking = None if reconciler is None else (another(), reconciler)
-    engines = Engines(writer, reader, max_batch, key, load, asking)
+    engines = Engines(writer, reader, max_batch, key, load, asking, on_change)
     try:
         yield engines
     finally:
