@@ -119,6 +119,28 @@ _SCHEMAS: dict[str, Any] = {
         },
         required=["lifecycle", "key", "state", "entered_at", "data"],
     ),
+    "Change": _object(
+        {
+            "cursor": {"type": "integer", "minimum": 1, "description": "grows in commit order"},
+            "seq": {"type": "integer", "minimum": 1},
+            "outcome": {"type": "string", "enum": ["applied", "gap", "overdue"]},
+            "lifecycle": _LIFECYCLE,
+            "key": _KEY,
+            "webhook_type": {**_NULLABLE_STR, "description": "null for an overdue flag"},
+            "before": _STATE,
+            "after": _STATE,
+            "warnings": {"type": "array", "items": _STR},
+            "at": _TIME,
+            "data": {"type": "object", "description": "the resource's data after it"},
+        }
+    ),
+    "ChangePage": _object(
+        {
+            "items": {"type": "array", "items": _ref("Change")},
+            "next": {"type": "integer", "description": "the cursor to ask after next"},
+        }
+    ),
+    "Gone": _object({"error": _STR, "oldest": {"type": "integer"}}),
     "ResourcePage": _page("ResourceStatus"),
     "AnomalyPage": _page("FeedResult"),
     "Session": _object(
@@ -242,6 +264,55 @@ _PATHS: dict[str, Any] = {
                 **_READ_ERRORS,
             },
         }
+    },
+    **{
+        path: {
+            "get": {
+                "summary": summary,
+                "parameters": [
+                    _query(
+                        "after",
+                        {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
+                        "only changes after this cursor"
+                        + ("; the header Last-Event-ID wins over it" if stream else ""),
+                    ),
+                    *(
+                        []
+                        if stream
+                        else [
+                            _LIMIT,
+                            _query(
+                                "wait",
+                                {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
+                                "seconds to hold the request while nothing is newer",
+                            ),
+                        ]
+                    ),
+                    _query("lifecycle", _LIFECYCLE, "only this lifecycle"),
+                    _query("state", _STATE, "only changes into this state"),
+                    _MEETING,
+                    _SESSION,
+                ],
+                "responses": {
+                    "200": (
+                        {
+                            "description": "Server-Sent Events: event change, id the cursor, "
+                            "data a Change as JSON; event gone (data: error, oldest) when "
+                            "what follows was pruned meanwhile",
+                            "content": {"text/event-stream": {"schema": _STR}},
+                        }
+                        if stream
+                        else _json_response("a page of changes", _ref("ChangePage"))
+                    ),
+                    "410": _json_response("changes after that cursor were pruned", _ref("Gone")),
+                    **_READ_ERRORS,
+                },
+            }
+        }
+        for path, summary, stream in (
+            ("/changes", "The change feed after a cursor, paged; a long poll with wait", False),
+            ("/changes/stream", "The change feed as Server-Sent Events, resumable", True),
+        )
     },
     "/sessions/{sessionId}": {
         "get": {
