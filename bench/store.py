@@ -77,7 +77,10 @@ from lifecycle._simulate import stream
 from lifecycle.stores._sql import key_text, redact
 from lifecycle.stores.sqlite import SqliteStore
 
-PG_TABLES = "DROP TABLE IF EXISTS events, resources, lifecycle_meta, lifecycle_cursor"
+PG_TABLES = (
+    "DROP TABLE IF EXISTS events, resources, lifecycle_meta, lifecycle_cursor, "
+    "lifecycle_forwards, lifecycle_deliveries"
+)
 PG_SEQUENCE = "DROP SEQUENCE IF EXISTS lifecycle_events_seq"
 TARGET_X_FLOOR = 5.0  # SQLite feed_many on the scattered stream, against its floor
 ONE_BY_ONE_PAIR = 500  # events in a pair of one-transaction-an-event runs

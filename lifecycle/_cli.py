@@ -979,6 +979,27 @@ def _read_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     help="Sweep for overdue resources this often, the first at start (0: never).",
 )
 @_videosdk
+@click.option(
+    "--forward",
+    metavar="URL[=TYPES]",
+    multiple=True,
+    help="Forward each change of state to URL as a signed Standard Webhook, repeatable; "
+    "=recording.stopped,hls.* forwards only those types (lifecycle.state).",
+)
+@click.option(
+    "--forward-secret",
+    metavar="whsec_...",
+    envvar="LIFECYCLE_FORWARD_SECRET",
+    show_envvar=True,
+    help="The Standard Webhooks secret that signs forwarded changes.",
+)
+@click.option(
+    "--forward-retry-for",
+    metavar="DURATION",
+    default="24h",
+    show_default=True,
+    help="Retry a forwarded change this long (30m, 24h) before giving up on it.",
+)
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True)
 def serve_command(
     db: str,
@@ -1000,10 +1021,14 @@ def serve_command(
     videosdk_api_key: str | None,
     videosdk_secret: str | None,
     videosdk_api_url: str,
+    forward: tuple[str, ...],
+    forward_secret: str | None,
+    forward_retry_for: str,
     log_level: str,
 ) -> None:
-    """Receive webhooks over HTTP into the database, answer queries, sweep for overdue
-    resources (and reconcile them with VideoSDK's API, given its key)."""
+    """Receive webhooks over HTTP into the database, answer queries and the change feed,
+    sweep for overdue resources (and reconcile them with VideoSDK's API, given its key),
+    and forward changes to other services."""
     try:
         from .server import ServerConfig, serve
     except ImportError as e:
@@ -1021,6 +1046,10 @@ def serve_command(
         raise CliError(f"cannot read {public_key}: {e.strerror}") from e
     if videosdk_api_key:
         _videosdk_client()  # the extra is there, before the server starts
+    try:
+        retry_for = parse_duration(forward_retry_for)
+    except InvalidArgument as e:
+        raise CliError(f"--forward-retry-for: {e}") from e
     serve(
         ServerConfig(
             db=db,
@@ -1042,6 +1071,9 @@ def serve_command(
             videosdk_api_key=videosdk_api_key or None,
             videosdk_secret=videosdk_secret or None,
             videosdk_api_url=videosdk_api_url,
+            forward=forward,
+            forward_secret=forward_secret or None,
+            forward_retry_for=retry_for or 0.0,
             log_level=log_level,
         )
     )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._lifecycles import LIFECYCLES
-from ._records import Change, FeedResult, HistoryEntry, Overdue, ResourceStatus
+import orjson
 
-__all__ = ["change_json", "overdue_json", "result_json", "status_json"]
+from ._lifecycles import LIFECYCLES
+from ._records import Change, Delivery, FeedResult, HistoryEntry, Overdue, ResourceStatus, utc
+
+__all__ = ["change_json", "delivery_json", "overdue_json", "result_json", "status_json"]
 
 
 def _ids(lifecycle: str | None, key: tuple[str, ...] | None) -> dict[str, str] | None:
@@ -47,6 +49,20 @@ def change_json(c: Change) -> dict[str, Any]:
         "warnings": list(c.warnings),
         "at": c.at.isoformat(),
         "data": dict(c.data),
+    }
+
+
+def delivery_json(d: Delivery) -> dict[str, Any]:
+    """One recorded delivery of a forwarded change, its message included."""
+    return {
+        "id": d.id,
+        "endpoint": d.endpoint,
+        "cursor": d.cursor,
+        "status": d.status,
+        "attempts": d.attempts,
+        "error": d.error,
+        "updated_at": utc(d.updated_at).isoformat(),
+        "message": orjson.loads(d.body),
     }
 
 

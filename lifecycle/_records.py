@@ -26,6 +26,7 @@ __all__ = [
     "RECONCILED",
     "REDELIVERY",
     "Change",
+    "Delivery",
     "FeedResult",
     "HistoryEntry",
     "Overdue",
@@ -257,6 +258,27 @@ class Change(NamedTuple):
     def at(self) -> datetime:
         """When it was committed (the engine's clock), as an aware UTC ``datetime``."""
         return utc(self.timestamp)
+
+
+class Delivery(NamedTuple):
+    """A forwarded change that the server recorded: one its endpoint failed to take for
+    the whole retry period (``failed``), one asked to be sent again (``pending``), or
+    one sent again since (``delivered``).
+
+    ``id`` is its ``webhook-id`` (stable per change and endpoint), ``body`` what was
+    POSTed.
+
+    .. versionadded:: 0.3
+    """
+
+    id: str
+    endpoint: str
+    cursor: int
+    status: str
+    attempts: int
+    error: str | None
+    body: str
+    updated_at: float
 
 
 def change_of(cursor: int, r: FeedResult, data: Mapping[str, Any] | None) -> Change:

@@ -80,7 +80,8 @@ def reset_postgres(url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "DROP TABLE IF EXISTS events, resources, lifecycle_meta, lifecycle_cursor CASCADE"
+            "DROP TABLE IF EXISTS events, resources, lifecycle_meta, lifecycle_cursor, "
+            "lifecycle_forwards, lifecycle_deliveries CASCADE"
         )
         conn.execute("DROP SEQUENCE IF EXISTS lifecycle_events_seq")
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
+import secrets
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
 import anyio
+import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import CONTENT_TYPE_LATEST
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -29,13 +34,15 @@ from starlette.types import ExceptionHandler
 
 from .._convert import _dumps
 from .._engine import Engine
-from .._json import change_json, overdue_json, result_json, status_json
+from .._json import change_json, delivery_json, overdue_json, result_json, status_json
 from .._lifecycles import LIFECYCLES
-from .._records import Overdue, ResourceStatus
+from .._records import Delivery, Overdue, ResourceStatus
 from ..errors import CursorGone, InvalidArgument, ProviderError, StoreRefused, StoreUnavailable
+from ..stores._sql import SqlStore
 from ._config import ServerConfig, check
 from ._feed import POLL, Wakeup, listen
-from ._feeder import Engines, Load, QueueFull, open_engines
+from ._feeder import Engines, EngineThread, Load, QueueFull, open_engines
+from ._forward import Forwarder, parse_endpoint, signer, state_of
 from ._metrics import AccessLog, Metrics
 from ._openapi import openapi
 from ._signature import SIGNATURE_HEADER, SignatureRefused
@@ -145,6 +152,7 @@ class Api:
                     )
                 )
                 tasks = [asyncio.create_task(listen(config.db, self.wakeup))]
+                tasks += await self._forwarders(stack)
                 if config.sweep_interval is not None:
                     tasks.append(asyncio.create_task(self._sweep_every(config.sweep_interval)))
                 try:
@@ -156,6 +164,34 @@ class Api:
                     await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._engines = None
+
+    async def _forwarders(self, stack: AsyncExitStack) -> list[asyncio.Task[None]]:
+        """A task forwarding the feed to each ``--forward`` endpoint (none without)."""
+        config = self.config
+        if not config.forward or not config.forward_secret:
+            return []
+        sign = signer(config.forward_secret)
+        state = EngineThread(Engine.open(config.db))
+        stack.callback(state.close)
+        client = await stack.enter_async_context(httpx.AsyncClient())
+        holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        forwarders = [
+            Forwarder(
+                parse_endpoint(text),
+                sign,
+                state,
+                self.engines.read,
+                self.wakeup,
+                self.metrics,
+                client,
+                config.forward_retry_for,
+                holder,
+            )
+            for text in config.forward
+        ]
+        for f in forwarders:
+            log.info("forwarding changes to %s", f.endpoint.label)
+        return [asyncio.create_task(f.run()) for f in forwarders]
 
     async def _sweep_every(self, interval: float) -> None:
         while True:
@@ -210,6 +246,8 @@ class Api:
             Route("/anomalies", read(self.anomalies), methods=["GET"]),
             Route("/changes", read(self.changes), methods=["GET"]),
             Route("/changes/stream", read(self.change_stream), methods=["GET"]),
+            Route("/deliveries", read(self.deliveries), methods=["GET"]),
+            Route("/deliveries/{id}/retry", read(self.retry_delivery), methods=["POST"]),
             Route("/sessions/{session_id}", read(self.session), methods=["GET"]),
             Route("/metrics", read(self.metrics_text), methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
@@ -479,6 +517,25 @@ class Api:
 
         return EventSourceResponse(events(), ping=15, shutdown_event=self._closing)
 
+    async def deliveries(self, request: Request) -> Response:
+        """The forwarded changes recorded: given up on (``failed``), asked to be sent
+        again (``pending``), sent again since (``delivered``)."""
+        q = request.query_params
+        status = q.get("status")
+        if status not in (None, *_DELIVERY_STATES):
+            raise InvalidArgument(
+                f"status must be one of {', '.join(_DELIVERY_STATES)}, not {status!r}"
+            )
+        limit = _page_arg(request, "limit", 100, MAX_PAGE)
+        found = await self.engines.read(_deliveries, status, q.get("endpoint"), limit)
+        return _json({"items": [delivery_json(d) for d in found]})
+
+    async def retry_delivery(self, request: Request) -> Response:
+        """Send a delivery that was given up on again (202; its forwarder does it)."""
+        found = await self.engines.write(_retry, request.path_params["id"])
+        self.wakeup.notify()
+        return _json(delivery_json(found), 202)
+
     async def metrics_text(self, request: Request) -> Response:
         self.metrics.set_resources(await self.engines.read(Engine.state_counts))
         self.metrics.set_overdue(await self.engines.read(Engine.overdue))
@@ -495,6 +552,30 @@ class Api:
 
     async def openapi_json(self, request: Request) -> Response:
         return _json(openapi())
+
+
+_DELIVERY_STATES = ("failed", "pending", "delivered")
+
+
+def _deliveries(
+    engine: Engine, status: str | None, endpoint: str | None, limit: int
+) -> list[Delivery]:
+    if not isinstance(engine.store, SqlStore):
+        return []  # nothing is forwarded from memory
+    return engine.store.deliveries(status, endpoint, limit)
+
+
+def _retry(engine: Engine, delivery_id: str) -> Delivery:
+    """Mark a failed delivery ``pending``, for its forwarder to send again."""
+    store = state_of(engine)
+    found = store.deliveries(None, None, 1, delivery_id)
+    if not found:
+        raise HTTPException(404, f"no delivery {delivery_id!r}")
+    if found[0].status == "pending":
+        return found[0]
+    again = found[0]._replace(status="pending", updated_at=time.time())
+    store.delivered(again)
+    return again
 
 
 MAX_WAIT = 60.0

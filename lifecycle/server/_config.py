@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .._deadlines import Deadlines
 from ..errors import ConfigError, InvalidArgument
+from ..stores.sqlite import sqlite_path
 from ._signature import load_public_key
 
 __all__ = ["ServerConfig", "check"]
@@ -52,6 +53,12 @@ class ServerConfig:
     """With ``videosdk_secret``: reconcile the overdue resources after each sweep."""
     videosdk_secret: str | None = attrs.field(default=None, repr=False)
     videosdk_api_url: str = "https://api.videosdk.live"
+    forward: tuple[str, ...] = ()
+    """Endpoints the change feed is forwarded to: ``URL`` or ``URL=lifecycle.state,...``."""
+    forward_secret: str | None = attrs.field(default=None, repr=False)
+    """The Standard Webhooks secret (``whsec_...``) forwarded changes are signed with."""
+    forward_retry_for: float = 24 * 3600.0
+    """Seconds a forwarded change is retried before it is given up on (a dead delivery)."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -117,4 +124,22 @@ def check(config: ServerConfig) -> rsa.RSAPublicKey | None:
         )
     if config.videosdk_api_key and config.sweep_interval is None:
         raise ConfigError("reconciling runs after each sweep: it needs a --sweep-interval")
+    if config.forward:
+        from ._forward import parse_endpoint, signer
+
+        for text in config.forward:
+            parse_endpoint(text)
+        if not config.forward_secret:
+            raise ConfigError(
+                "--forward needs --forward-secret (or LIFECYCLE_FORWARD_SECRET): the "
+                "Standard Webhooks secret, whsec_ and base64, that signs what is forwarded"
+            )
+        signer(config.forward_secret)
+        if sqlite_path(config.db) == "" or config.db.startswith("memory:"):
+            raise ConfigError(
+                "--forward needs a database (SQLite file or PostgreSQL): what was "
+                "forwarded must survive a restart"
+            )
+        if not config.forward_retry_for > 0:
+            raise ConfigError("--forward-retry-for must be a positive duration")
     return None if config.public_key is None else load_public_key(config.public_key)

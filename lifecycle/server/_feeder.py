@@ -223,6 +223,12 @@ class Engines:
         """``fn(reading_engine, *args, **kwargs)`` on the reader's thread."""
         return await self._reader.call(fn, *args, **kwargs)
 
+    async def write(
+        self, fn: Callable[Concatenate[Engine, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """``fn(writing_engine, *args, **kwargs)`` on the writer's thread."""
+        return await self._writer.call(fn, *args, **kwargs)
+
     async def sweep(self) -> list[FeedResult]:
         """``Engine.sweep`` on the writer's thread (one short transaction)."""
         return await self._writer.call(Engine.sweep)

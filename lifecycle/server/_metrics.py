@@ -72,6 +72,20 @@ class Metrics:
             ["lifecycle", "implied"],
             registry=self.registry,
         )
+        self.deliveries = prom.Counter(
+            "lifecycle_forward_deliveries",
+            "Attempts to forward a change, by endpoint and result: delivered, error (to be "
+            "retried), failed (given up on).",
+            ["endpoint", "result"],
+            registry=self.registry,
+        )
+        self.lag = prom.Gauge(
+            "lifecycle_forward_lag_seconds",
+            "How long the oldest change not yet forwarded to an endpoint has waited (0: "
+            "none waits).",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self.registry.register(_Shed())
         self.latency = prom.Histogram(
             "lifecycle_request_duration_seconds",
@@ -85,6 +99,14 @@ class Metrics:
                 self.resources.labels(name, state)
         self._fed: dict[tuple[str, Outcome], prom.Counter] = {}
         self._took: dict[tuple[str, str, int], prom.Histogram] = {}
+
+    def delivery(self, endpoint: str, result: str) -> None:
+        """Count one attempt to forward a change."""
+        self.deliveries.labels(endpoint, result).inc()
+
+    def forward_lag(self, endpoint: str, oldest: float | None) -> None:
+        """Set an endpoint's lag from the time of its oldest change not yet sent."""
+        self.lag.labels(endpoint).set(0.0 if oldest is None else max(0.0, time.time() - oldest))
 
     def flagged(self, entry: FeedResult) -> None:
         """Count one ``overdue`` entry of a sweep."""

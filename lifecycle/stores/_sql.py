@@ -29,6 +29,7 @@ from .._lifecycles import LIFECYCLES, Outcome
 from .._records import (
     CHANGES,
     Change,
+    Delivery,
     FeedResult,
     HistoryEntry,
     Overdue,
@@ -146,6 +147,26 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Migration]]] = (
             "CREATE UNIQUE INDEX events_changes ON events (cursor) WHERE cursor IS NOT NULL",
             "CREATE TABLE lifecycle_cursor (last {bigint} NOT NULL)",
             "INSERT INTO lifecycle_cursor (last) SELECT coalesce(max(cursor), 0) FROM events",
+        ),
+    ),
+    (
+        6,
+        (  # forwarding: each endpoint's cursor and lease, and its deliveries that failed
+            """CREATE TABLE lifecycle_forwards (
+            endpoint TEXT PRIMARY KEY,
+            cursor {bigint} NOT NULL,
+            holder TEXT,
+            lease_until {real})""",
+            """CREATE TABLE lifecycle_deliveries (
+            id TEXT PRIMARY KEY,
+            endpoint TEXT NOT NULL,
+            cursor {bigint} NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            error TEXT,
+            body TEXT NOT NULL,
+            updated_at {real} NOT NULL)""",
+            "CREATE INDEX deliveries_by_status ON lifecycle_deliveries (status, endpoint, cursor)",
         ),
     ),
 )
@@ -350,6 +371,19 @@ def _change_of(row: Sequence[Any]) -> Change:
         float(t),
         orjson.loads(data) if data else {},
     )
+
+
+_DELIVERY_COLUMNS = "id, endpoint, cursor, status, attempts, error, body, updated_at"
+_DELIVERY_UPSERT = (
+    f"INSERT INTO lifecycle_deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, "
+    "error = excluded.error, updated_at = excluded.updated_at"
+)
+
+
+def _delivery_of(row: Sequence[Any]) -> Delivery:
+    did, endpoint, cursor, status, attempts, error, body, updated = row
+    return Delivery(did, endpoint, int(cursor), status, int(attempts), error, body, float(updated))
 
 
 def _resource_of(
@@ -1005,6 +1039,88 @@ class SqlStore(abc.ABC):
                 )
             rows = conn.execute(self.sql(sql), params).fetchall()
         return [_change_of(row) for row in rows]
+
+    # -- forwarding: each endpoint's cursor, lease and failed deliveries --------------------
+
+    def lease(self, endpoint: str, holder: str, now: float, seconds: float) -> int | None:
+        """Take (or renew) ``endpoint``'s lease for ``holder`` until ``now + seconds``, if
+        no one else holds it; its cursor then, None when another holder does."""
+        with self._transaction(exclusive=True) as conn:
+            conn.execute(
+                self.sql(
+                    "INSERT INTO lifecycle_forwards (endpoint, cursor) VALUES (?, 0) "
+                    "ON CONFLICT (endpoint) DO NOTHING"
+                ),
+                (endpoint,),
+            )
+            cur = conn.execute(
+                self.sql(
+                    "UPDATE lifecycle_forwards SET holder = ?, lease_until = ? WHERE endpoint = ? "
+                    "AND (holder IS NULL OR holder = ? OR lease_until < ?)"
+                ),
+                (holder, now + seconds, endpoint, holder, now),
+            )
+            if cur.rowcount != 1:
+                return None
+            (cursor,) = conn.execute(
+                self.sql("SELECT cursor FROM lifecycle_forwards WHERE endpoint = ?"), (endpoint,)
+            ).fetchone()
+            return int(cursor)
+
+    def forwarded(
+        self,
+        endpoint: str,
+        holder: str,
+        cursor: int,
+        dead: Sequence[Delivery],
+        now: float,
+        seconds: float,
+    ) -> bool:
+        """Record that ``endpoint`` has had every change up to ``cursor`` (``dead``: those
+        given up on) and renew ``holder``'s lease; False, writing nothing, when ``holder``
+        no longer holds it."""
+        with self._transaction(exclusive=True) as conn:
+            cur = conn.execute(
+                self.sql(
+                    "UPDATE lifecycle_forwards SET cursor = ?, lease_until = ? "
+                    "WHERE endpoint = ? AND holder = ?"
+                ),
+                (cursor, now + seconds, endpoint, holder),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._many(conn, _DELIVERY_UPSERT, [tuple(d) for d in dead])
+            return True
+
+    def deliveries(
+        self,
+        status: str | None,
+        endpoint: str | None,
+        limit: int | None,
+        delivery_id: str | None = None,
+    ) -> list[Delivery]:
+        """The recorded deliveries (``status``: ``failed``, ``pending``, ``delivered``) in
+        the order of their endpoint and cursor."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("status", status), ("endpoint", endpoint), ("id", delivery_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = (
+            f"SELECT {_DELIVERY_COLUMNS} FROM lifecycle_deliveries{clause} "
+            "ORDER BY endpoint, cursor"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_delivery_of(row) for row in self._query(sql, params)]
+
+    def delivered(self, delivery: Delivery) -> None:
+        """Store what became of one recorded delivery (a retry asked for, its attempt)."""
+        with self._transaction(exclusive=True) as conn:
+            self._many(conn, _DELIVERY_UPSERT, [tuple(delivery)])
 
     def log(self, after: int, limit: int | None) -> list[FeedResult]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq"
