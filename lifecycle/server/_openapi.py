@@ -141,6 +141,19 @@ _SCHEMAS: dict[str, Any] = {
         }
     ),
     "Gone": _object({"error": _STR, "oldest": {"type": "integer"}}),
+    "Delivery": _object(
+        {
+            "id": {**_STR, "description": "its webhook-id"},
+            "endpoint": _STR,
+            "cursor": {"type": "integer"},
+            "status": {"type": "string", "enum": ["failed", "pending", "delivered"]},
+            "attempts": {"type": "integer"},
+            "error": _NULLABLE_STR,
+            "updated_at": _TIME,
+            "message": {"type": "object", "description": "what was POSTed"},
+        }
+    ),
+    "DeliveryList": _object({"items": {"type": "array", "items": _ref("Delivery")}}),
     "ResourcePage": _page("ResourceStatus"),
     "AnomalyPage": _page("FeedResult"),
     "Session": _object(
@@ -313,6 +326,35 @@ _PATHS: dict[str, Any] = {
             ("/changes", "The change feed after a cursor, paged; a long poll with wait", False),
             ("/changes/stream", "The change feed as Server-Sent Events, resumable", True),
         )
+    },
+    "/deliveries": {
+        "get": {
+            "summary": "Forwarded changes given up on, asked to be sent again, or sent again",
+            "parameters": [
+                _query(
+                    "status",
+                    {"type": "string", "enum": ["failed", "pending", "delivered"]},
+                    "only this status",
+                ),
+                _query("endpoint", _STR, "only this endpoint's URL"),
+                _LIMIT,
+            ],
+            "responses": {
+                "200": _json_response("the deliveries", _ref("DeliveryList")),
+                **_READ_ERRORS,
+            },
+        }
+    },
+    "/deliveries/{id}/retry": {
+        "post": {
+            "summary": "Send a failed delivery again",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": _STR}],
+            "responses": {
+                "202": _json_response("now pending", _ref("Delivery")),
+                "404": _ERROR,
+                **_READ_ERRORS,
+            },
+        }
     },
     "/sessions/{sessionId}": {
         "get": {

@@ -116,3 +116,20 @@ def test_a_tail_of_several_writers_skips_nothing() -> None:
         total = len(engine.changes())
     assert total > 1000
     assert list(range(1, total + 1)) == seen
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
+def test_one_holder_at_a_time_forwards_to_an_endpoint(store_url: str) -> None:
+    """The lease: taken by one holder, refused to another until it lapses; a holder that
+    lost it can no longer move the cursor; the cursor is shared."""
+    from lifecycle.server._forward import state_of
+
+    with Engine.open(store_url) as a, Engine.open(store_url) as b:
+        url = "https://x.example/hook"
+        assert 0 == state_of(a).lease(url, "a", 100.0, 15.0)
+        assert None is state_of(b).lease(url, "b", 110.0, 15.0)  # a holds it until 115
+        assert state_of(a).forwarded(url, "a", 7, [], 112.0, 15.0)  # renewed: until 127
+        assert None is state_of(b).lease(url, "b", 120.0, 15.0)
+        assert 7 == state_of(b).lease(url, "b", 128.0, 15.0)  # lapsed: b takes it, at 7
+        assert not state_of(a).forwarded(url, "a", 9, [], 129.0, 15.0)  # a lost it
+        assert 7 == state_of(b).lease(url, "b", 130.0, 15.0)
