@@ -289,6 +289,7 @@ def step(
     redelivered: bool = False,
     strict: bool = False,
     history_cap: int = 0,
+    datas: dict[int, Any] | None = None,
 ) -> FeedResult:
     """Classify ``p`` against its resource in ``tables``, apply it there, and return the
     result.
@@ -298,7 +299,8 @@ def step(
     nothing. ``strict`` raises :class:`LifecycleViolation` before changing anything. A
     resource seen for the first time is added to ``tables``; any other is changed in
     place. ``history_cap`` is how many floats of packed history a resource keeps (0:
-    none, for stores that answer history from their log).
+    none, for stores that answer history from their log). ``datas``, when given, gets
+    the resource's data after a change, by ``seq`` (the change feed's).
     """
     route, webhook_type, key, data, warnings, payload = p
     name, _, steps, starts, restarts, code = route
@@ -359,6 +361,8 @@ def step(
         res.flagged = None  # a new visit: no sweep has flagged it
         # never mutate a dict that a result or the caller may still hold
         res.data = data if cell.restart or res.data is None else {**res.data, **data}
+        if datas is not None:
+            datas[seq] = res.data
     if restarts and outcome is not _OUT_OF_ORDER and outcome is not _ILLEGAL:
         cycle_id = data.get("id")
         if isinstance(cycle_id, str) and "\x00" not in cycle_id:  # no database keeps NUL

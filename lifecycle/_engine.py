@@ -100,6 +100,7 @@ class Engine:
         """The deadlines in force: the defaults with ``deadlines`` merged over them."""
         self._clock = clock
         self._subscriptions: list[_Subscription] = []
+        self._changed: dict[int, Any] = {}
 
     @classmethod
     def open(
@@ -186,7 +187,10 @@ class Engine:
         # with a redelivery window, the digest of each result's payload (None: no resource)
         digests: list[bytes | None] = []
         fed: set[tuple[str, ResourceKey, bytes]] = set()  # this batch's, for redeliveries
-        datas: dict[int, Any] = {}  # the data of each changed resource after its change
+        # by seq, each changed resource's data after its change: one dict, emptied for each
+        # batch (a new one per feed would wake the garbage collector the more often)
+        datas = self._changed
+        datas.clear()
         violation: LifecycleViolation | None = None
         batch = self.store.begin(items, since)
         tables, cap, seqs = batch.tables, batch.history_cap, batch.seqs
@@ -201,10 +205,7 @@ class Engine:
                         redelivered = mark in fed or batch.seen(*mark, since)
                         fed.add(mark)
                         digests.append(digest)
-                    r = step(item, tables, seq, now, redelivered, strict, cap)
-                    results.append(r)
-                    if r[1] is _APPLIED or r[1] is _GAP:  # a change: its resource's data
-                        datas[i] = tables[item.route.lifecycle][item.key].data
+                    results.append(step(item, tables, seq, now, redelivered, strict, cap, datas))
                 else:
                     result = core.reject(cast(Rejected, item), seq, now)
                     if strict:
@@ -584,7 +585,6 @@ class Engine:
 
 
 _UNSTORABLE = "the store cannot keep it as given"
-_APPLIED, _GAP = Outcome.APPLIED, Outcome.GAP
 
 
 def _answered(status: ResourceStatus) -> bool:

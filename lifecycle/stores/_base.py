@@ -121,7 +121,7 @@ class Batch(Protocol):
         store the resources they changed, and end the transaction. ``digests`` are their
         redelivery digests, with a window (None without). Each result that changed its
         resource is a change of the feed, with a cursor above every committed one;
-        ``datas`` holds, by the result's index, its resource's data after it."""
+        ``datas`` holds, by the result's ``seq``, its resource's data after it."""
 
     def abort(self) -> None:
         """End the transaction, writing nothing of it."""

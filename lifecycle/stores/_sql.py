@@ -747,7 +747,7 @@ class SqlStore(abc.ABC):
         """Append the batch's log rows and upsert the resources its results touched
         (their lists of events grown by this batch's); those resources, with the
         numbers of their events in the batch. ``datas``: the data of each change's
-        resource after it, by the result's index. ``entries``: the results are entries
+        resource after it, by its ``seq``. ``entries``: the results are entries
         no webhook made, which change only a resource's flag and list of events."""
         changed = batch.changed(results)
         for ref, new in changed.items():
@@ -766,7 +766,7 @@ class SqlStore(abc.ABC):
             self._notify(conn)
         extra: list[tuple[Any, Any]] = [(None, None)] * len(rows)
         for k, j in enumerate(changes):
-            data = datas.get(j)
+            data = datas.get(results[j].seq)
             extra[j] = (len(changes) - 1 - k, _dumps(data).decode() if data is not None else None)
         self._many(
             conn, _INSERT_EVENT, [(*row, *more) for row, more in zip(rows, extra, strict=True)]
@@ -967,7 +967,7 @@ class SqlStore(abc.ABC):
             for ref, _, due in picked:
                 res = batch.tables[ref[0]][ref[1]]
                 if not res.overdue:
-                    datas[len(made)] = res.data
+                    datas[seqs[len(made)]] = res.data
                     made.append(overdue_entry(seqs[len(made)], ref, res, due, now))
             self._write(conn, batch, made, datas, entries=True)
             return made

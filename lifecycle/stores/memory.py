@@ -20,6 +20,9 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
+import orjson
+
+from .._convert import _dumps
 from .._core import (
     OUTCOME_CODE,
     OUTCOMES,
@@ -212,8 +215,7 @@ class MemoryStore:
         datas: Mapping[int, Any] | None = None,
     ) -> None:
         limit = self.log_limit
-        changed = datas or {}
-        for j, r in enumerate(results):
+        for r in results:
             seq, outcome, _, _, _, before, _, _, warnings, _, now, payload = r
             entry = (
                 (seq << _SEQ_SHIFT) | (_STATE_CODE[before] << 3) | OUTCOME_CODE[outcome]
@@ -224,16 +226,19 @@ class MemoryStore:
                 self._packed.append(entry)
                 self._times.append(now)
                 self._payloads.append(payload)
-                self._datas.append(changed.get(j))
+                self._datas.append(None)
             else:
                 i = (seq - 1) % limit
                 self._packed[i] = entry
                 self._times[i] = now
                 self._payloads[i] = payload
-                self._datas[i] = changed.get(j)
             if warnings or outcome is not _APPLIED:
                 self._anomalies.append(r)
             self._seq = seq
+        if datas:  # read only for changes: another entry's slot may keep an older value
+            kept = self._datas
+            for seq, data in datas.items():  # as JSON: holding the dicts slows feeding down
+                kept[seq - 1 if limit is None else (seq - 1) % limit] = data
         if digests is not None:
             for r, digest in zip(results, digests, strict=True):
                 if digest is not None and r.lifecycle is not None and r.key is not None:
@@ -426,8 +431,9 @@ class MemoryStore:
         datas = {}
         for ref, res, due in self._due(deadlines, now, None):
             if not res.overdue:
-                datas[len(made)] = res.data
-                made.append(overdue_entry(self._seq + 1 + len(made), ref, res, due, now))
+                seq = self._seq + 1 + len(made)
+                datas[seq] = res.data
+                made.append(overdue_entry(seq, ref, res, due, now))
                 self._remember(res, made[-1])
         self.commit(made, None, datas)
         return made
@@ -482,6 +488,10 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+def _loads(blob: bytes | None) -> Any:
+    return None if blob is None else orjson.loads(blob)
 
 
 def _session_of(res: Resource) -> tuple[Any, Any]:
