@@ -20,9 +20,6 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-import orjson
-
-from .._convert import _dumps
 from .._core import (
     OUTCOME_CODE,
     OUTCOMES,
@@ -237,7 +234,7 @@ class MemoryStore:
             self._seq = seq
         if datas:  # read only for changes: another entry's slot may keep an older value
             kept = self._datas
-            for seq, data in datas.items():  # as JSON: holding the dicts slows feeding down
+            for seq, data in datas.items():
                 kept[seq - 1 if limit is None else (seq - 1) % limit] = data
         if digests is not None:
             for r, digest in zip(results, digests, strict=True):
@@ -488,10 +485,6 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
-
-
-def _loads(blob: bytes | None) -> Any:
-    return None if blob is None else orjson.loads(blob)
 
 
 def _session_of(res: Resource) -> tuple[Any, Any]:
