@@ -556,7 +556,8 @@ def test_openapi_document_is_served_and_kept_in_docs(start: Callable[..., Server
 
 def test_schemathesis_finds_no_failure(start: Callable[..., Server], tmp_path: Path) -> None:
     """schemathesis, driven by the OpenAPI document, finds no server error or schema
-    violation on any endpoint."""
+    violation on any endpoint but the change feed's: an event stream never ends and a
+    long poll may hold each request a minute (test_feed_http covers them)."""
     server = start(signed=False)
     with httpx.Client(base_url=server.url, headers=AUTH) as client:  # something to find
         for body in lines(load_examples()):
@@ -574,6 +575,8 @@ def test_schemathesis_finds_no_failure(start: Callable[..., Server], tmp_path: P
             f"Authorization: Bearer {TOKEN}",
             "--max-examples",
             "30",
+            "--exclude-path-regex",
+            "^/changes",
             "--seed",
             str(random.Random(7).randrange(10**6)),
             "--no-color",
