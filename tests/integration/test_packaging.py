@@ -70,7 +70,15 @@ def test_wheel_metadata_pins_lower_bounds(wheel: zipfile.ZipFile) -> None:
     assert all(">=" in r for r in requires)
     assert any(r.startswith("hypothesis>=") and 'extra == "testing"' in r for r in requires)
     server = {r.split(">=")[0].split("[")[0] for r in requires if 'extra == "server"' in r}
-    assert {"starlette", "uvicorn", "cryptography", "prometheus-client"} == server
+    assert {
+        "starlette",
+        "uvicorn",
+        "cryptography",
+        "prometheus-client",
+        "sse-starlette",  # the change feed's event stream
+        "standardwebhooks",  # signing forwarded changes
+        "httpx",  # sending them
+    } == server
     assert "Typing :: Typed" in (msg.get_all("Classifier") or [])
     assert ">=3.11" == msg["Requires-Python"]
 
@@ -85,7 +93,8 @@ def test_importing_the_library_imports_no_interface() -> None:
     """`import lifecycle` loads neither the server's nor the command line's libraries."""
     code = (
         "import sys, lifecycle; print(sorted(m for m in ('starlette', 'uvicorn', 'click', "
-        "'rich', 'cryptography', 'prometheus_client', 'psycopg') if m in sys.modules))"
+        "'rich', 'cryptography', 'prometheus_client', 'psycopg', 'sse_starlette', "
+        "'standardwebhooks', 'httpx') if m in sys.modules))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "[]" == run.stdout.strip()
