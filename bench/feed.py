@@ -14,18 +14,22 @@ webhook's 200 to its arrival. The floor, in the same run: the round trip of ``GE
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]  # bench/http.py would shadow the standard library's http
+
 import argparse
 import asyncio
 import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,6 +46,8 @@ class Endpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as any real endpoint
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 now = time.monotonic()
@@ -59,39 +65,65 @@ class Endpoint:
 
 def read_stream(url: str, arrived: dict[int, float], stop: threading.Event) -> None:
     """Keep when each change (by seq) arrives on the event stream."""
-    with httpx.stream("GET", f"{url}/changes/stream", timeout=None) as response:
-        for line in response.iter_lines():
-            if line.startswith("data:"):
-                arrived.setdefault(orjson.loads(line[5:])["seq"], time.monotonic())
-            if stop.is_set():
-                return
+    try:
+        with httpx.stream("GET", f"{url}/changes/stream", timeout=None) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    arrived.setdefault(orjson.loads(line[5:])["seq"], time.monotonic())
+                if stop.is_set():
+                    return
+    except httpx.HTTPError:
+        return  # the server stopped
 
 
 async def load(url: str, rate: float, seconds: float) -> tuple[dict[int, float], list[float]]:
-    """POST webhooks at ``rate`` a second; when each one's 200 came (by its seq), and
-    the round trips of ``/healthz`` asked every 50 ms meanwhile."""
+    """POST webhooks at ``rate`` a second (raw keep-alive connections: a general client
+    such as httpx costs about a millisecond a request, and would fall behind); when each
+    one's 200 came (by its seq), and the round trips of ``/healthz`` every 50 ms."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     answered: dict[int, float] = {}
     probes: list[float] = []
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        start = time.monotonic()
-        total = int(rate * seconds)
 
-        async def one(i: int) -> None:
-            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-            kind = "participant-joined" if i % 2 == 0 else "participant-left"
-            data = {"meetingId": f"m{i // 1000}", "sessionId": "s", "participantId": f"p{i // 2}"}
-            r = await client.post("/webhooks", json={"webhookType": kind, "data": data})
-            answered[r.json()["seq"]] = time.monotonic()
+    async def send(request: bytes) -> bytes:
+        conn = idle.pop() if idle else await asyncio.open_connection(host, int(port))
+        reader, writer = conn
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(length)
+        idle.append(conn)
+        return body
 
-        async def probe() -> None:
-            while time.monotonic() - start < seconds:
-                t = time.monotonic()
-                await client.get("/healthz")
-                probes.append(time.monotonic() - t)
-                await asyncio.sleep(0.05)
+    def post(i: int) -> bytes:
+        kind = "participant-joined" if i % 2 == 0 else "participant-left"
+        data = {"meetingId": f"m{i // 1000}", "sessionId": "s", "participantId": f"p{i // 2}"}
+        body = orjson.dumps({"webhookType": kind, "data": data})
+        return (
+            b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
 
-        await asyncio.gather(probe(), *(one(i) for i in range(total)))
+    async def one(request: bytes) -> None:
+        answer = await send(request)
+        answered[orjson.loads(answer)["seq"]] = time.monotonic()
+
+    async def probe(until: float) -> None:
+        while time.monotonic() < until:
+            t = time.monotonic()
+            await send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            probes.append(time.monotonic() - t)
+            await asyncio.sleep(0.05)
+
+    requests = [post(i) for i in range(int(rate * seconds))]
+    start = time.monotonic() + 0.1
+    tasks = [asyncio.create_task(probe(start + seconds))]
+    for i, request in enumerate(requests):
+        await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+        tasks.append(asyncio.create_task(one(request)))
+    await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
     return answered, probes
 
 
