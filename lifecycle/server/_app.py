@@ -19,8 +19,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 import anyio
-import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import CONTENT_TYPE_LATEST
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -173,7 +173,7 @@ class Api:
         sign = signer(config.forward_secret)
         state = EngineThread(Engine.open(config.db))
         stack.callback(state.close)
-        client = await stack.enter_async_context(httpx.AsyncClient())
+        client = await stack.enter_async_context(aiohttp.ClientSession())
         holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         forwarders = [
             Forwarder(

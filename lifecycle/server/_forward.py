@@ -24,8 +24,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import attrs
-import httpx
 from standardwebhooks.webhooks import Webhook
 
 from .._convert import _dumps
@@ -49,6 +49,7 @@ LEASE = 15.0
 """Seconds an endpoint's lease lasts unless renewed (every page, or a third of it)."""
 FIRST_BACKOFF, MAX_BACKOFF = 1.0, 3600.0
 TIMEOUT = 10.0
+_TIMEOUT = aiohttp.ClientTimeout(total=TIMEOUT)
 _PATTERNS = re.compile(r"[\w*?\[\]-]+\.[\w*?\[\]-]+(,[\w*?\[\]-]+\.[\w*?\[\]-]+)*")
 
 
@@ -135,7 +136,7 @@ class Forwarder:
         read: Callable[..., Awaitable[Any]],
         wakeup: Wakeup,
         metrics: Metrics,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         retry_for: float,
         holder: str,
     ) -> None:
@@ -253,11 +254,12 @@ class Forwarder:
                 "webhook-signature": self.sign.sign(message_id, now, body),
             }
             try:
-                response = await self.client.post(
-                    self.endpoint.url, content=body, headers=headers, timeout=TIMEOUT
-                )
-                error = None if response.is_success else f"HTTP {response.status_code}"
-            except httpx.HTTPError as e:
+                async with self.client.post(
+                    self.endpoint.url, data=body, headers=headers, timeout=_TIMEOUT
+                ) as response:
+                    await response.read()
+                    error = None if response.ok else f"HTTP {response.status}"
+            except (aiohttp.ClientError, TimeoutError) as e:
                 error = f"{type(e).__name__}: {e}".strip()
             self.metrics.delivery(self.endpoint.label, "delivered" if error is None else "error")
             if error is None:

@@ -77,7 +77,7 @@ def test_wheel_metadata_pins_lower_bounds(wheel: zipfile.ZipFile) -> None:
         "prometheus-client",
         "sse-starlette",  # the change feed's event stream
         "standardwebhooks",  # signing forwarded changes
-        "httpx",  # sending them
+        "aiohttp",  # sending them
     } == server
     assert "Typing :: Typed" in (msg.get_all("Classifier") or [])
     assert ">=3.11" == msg["Requires-Python"]
@@ -94,7 +94,7 @@ def test_importing_the_library_imports_no_interface() -> None:
     code = (
         "import sys, lifecycle; print(sorted(m for m in ('starlette', 'uvicorn', 'click', "
         "'rich', 'cryptography', 'prometheus_client', 'psycopg', 'sse_starlette', "
-        "'standardwebhooks', 'httpx') if m in sys.modules))"
+        "'standardwebhooks', 'aiohttp', 'httpx') if m in sys.modules))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "[]" == run.stdout.strip()
