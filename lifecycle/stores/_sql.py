@@ -355,6 +355,13 @@ def result_of(row: Sequence[Any]) -> FeedResult:
     )
 
 
+def _equal(*filters: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    """The ``column = ?`` conditions of the filters that are given (not None), and their
+    parameters: what every query with optional filters is built from."""
+    given = [(column, value) for column, value in filters if value is not None]
+    return [f"{column} = ?" for column, _ in given], [value for _, value in given]
+
+
 def _change_of(row: Sequence[Any]) -> Change:
     """The change a row of :data:`_CHANGE_COLUMNS` holds."""
     cursor, seq, outcome, lifecycle, key, webhook_type, before, after, warnings, t, data = row
@@ -820,17 +827,12 @@ class SqlStore(abc.ABC):
 
     def _select(self, q: ResourceQuery, key: ResourceKey | None = None) -> list[ResourceStatus]:
         """The resources matching ``q`` (and ``key``), each with its recent history."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("lifecycle", q.lifecycle),
-            ("meeting_id", q.meeting_id),
-            ("session_id", q.session_id),
-            ("state", q.state),
-        ):
-            if value is not None:
-                where.append(f"r.{column} = ?")
-                params.append(value)
+        where, params = _equal(
+            ("r.lifecycle", q.lifecycle),
+            ("r.meeting_id", q.meeting_id),
+            ("r.session_id", q.session_id),
+            ("r.state", q.state),
+        )
         if key is not None:
             where.append("r.resource_key = ?")
             params.append(key_text(key))
@@ -994,17 +996,14 @@ class SqlStore(abc.ABC):
 
     def anomalies(self, query: AnomalyQuery) -> list[FeedResult]:
         q = query
-        where = ["anomaly = 1", "seq > ?"]
-        params: list[Any] = [q.after]
-        for column, value in (
+        where, params = _equal(
             ("lifecycle", q.lifecycle),
             ("outcome", q.outcome.value if q.outcome is not None else None),
             ("meeting_id", q.meeting_id),
             ("session_id", q.session_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        )
+        where = ["anomaly = 1", "seq > ?", *where]
+        params = [q.after, *params]
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
         if q.limit is not None:
             sql += " LIMIT ?"
@@ -1013,17 +1012,14 @@ class SqlStore(abc.ABC):
 
     def changes(self, query: ChangeQuery) -> list[Change]:
         q = query
-        where = ["cursor > ?"]
-        params: list[Any] = [q.after]
-        for column, value in (
+        where, params = _equal(
             ("lifecycle", q.lifecycle),
             ("after_state", q.state),
             ("meeting_id", q.meeting_id),
             ("session_id", q.session_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        )
+        where = ["cursor > ?", *where]
+        params = [q.after, *params]
         sql = f"SELECT {_CHANGE_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY cursor"
         if q.limit is not None:
             sql += " LIMIT ?"
@@ -1101,12 +1097,7 @@ class SqlStore(abc.ABC):
     ) -> list[Delivery]:
         """The recorded deliveries (``status``: ``failed``, ``pending``, ``delivered``) in
         the order of their endpoint and cursor."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("status", status), ("endpoint", endpoint), ("id", delivery_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where, params = _equal(("status", status), ("endpoint", endpoint), ("id", delivery_id))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         sql = (
             f"SELECT {_DELIVERY_COLUMNS} FROM lifecycle_deliveries{clause} "
