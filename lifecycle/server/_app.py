@@ -82,7 +82,12 @@ def _route_path(request: Request) -> str | None:
 
 
 def _page_arg(request: Request, name: str, default: int, top: int = _MAX_INT) -> int:
-    raw = request.query_params.get(name)
+    return _int_arg(name, request.query_params.get(name), default, top)
+
+
+def _int_arg(name: str, raw: str | None, default: int, top: int = _MAX_INT) -> int:
+    """``raw`` (a query parameter or a header) as a whole number from 0 to ``top``;
+    ``default`` when it is absent."""
     if raw is None:
         return default
     try:
@@ -475,7 +480,7 @@ class Api:
     async def changes(self, request: Request) -> Response:
         """The changes after ``after``; with ``wait``, held up to that many seconds
         until there is one."""
-        after, filters = _feed_args(request, request.query_params.get("after"))
+        after, filters = _feed_args(request)
         limit = _page_arg(request, "limit", 100, MAX_PAGE)
         wait = _seconds_arg(request, "wait", MAX_WAIT)
         loop = asyncio.get_running_loop()
@@ -493,8 +498,7 @@ class Api:
     async def change_stream(self, request: Request) -> Response:
         """Server-Sent Events: each change after ``after`` (``Last-Event-ID`` wins), its
         cursor as the event's id, then each new one as it commits."""
-        last = request.headers.get("last-event-id")
-        after, filters = _feed_args(request, last or request.query_params.get("after"))
+        after, filters = _feed_args(request, stream=True)
         first = await self.engines.read(Engine.changes, after, MAX_PAGE, **filters)  # 410 here
         read, wakeup = self.engines.read, self.wakeup
 
@@ -582,15 +586,15 @@ MAX_WAIT = 60.0
 """The longest a ``GET /changes?wait=`` is held, in seconds."""
 
 
-def _feed_args(request: Request, after: str | None) -> tuple[int, dict[str, str | None]]:
-    """The cursor to read after (from the query or ``Last-Event-ID``), and the filters."""
+def _feed_args(request: Request, stream: bool = False) -> tuple[int, dict[str, str | None]]:
+    """The cursor to read after (``after``; for a stream, ``Last-Event-ID`` wins), and
+    the filters."""
     q = request.query_params
-    if after is None:
-        cursor = 0
-    elif not after.isdigit() or int(after) > _MAX_INT:
-        raise InvalidArgument(f"a cursor is a whole number from 0, not {after!r}")
+    last = (request.headers.get("last-event-id") or None) if stream else None
+    if last is not None:
+        cursor = _int_arg("Last-Event-ID", last, 0)
     else:
-        cursor = int(after)
+        cursor = _int_arg("after", q.get("after"), 0)
     return cursor, {
         "lifecycle": q.get("lifecycle"),
         "state": q.get("state"),
