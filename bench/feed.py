@@ -212,11 +212,11 @@ def main() -> None:
         if db is not None:
             import psycopg
 
+            from lifecycle.stores.postgres import DROP
+
             with psycopg.connect(db, autocommit=True) as conn:
-                conn.execute(
-                    "DROP TABLE IF EXISTS events, resources, lifecycle_meta, lifecycle_cursor, "
-                    "lifecycle_forwards, lifecycle_deliveries"
-                )
+                for statement in DROP:
+                    conn.execute(statement)
         print(f"\n{name}, {args.rate:g} webhooks/s for {args.seconds:g} s\n")
         print("| from a webhook's 200 to its change at | p50 ms | p99 ms | missing |")
         print("|---|---|---|---|")

@@ -31,6 +31,8 @@ import time
 import httpx
 import psycopg
 
+from lifecycle.stores.postgres import DROP
+
 WRK_SCRIPT = """
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
 local n = 0
@@ -74,10 +76,8 @@ def start(db: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
 def run(db: str, receivers: int, connections: int, seconds: int, folder: Path) -> float:
     """200s a second over ``receivers`` receivers, ``connections`` each."""
     with psycopg.connect(db, autocommit=True) as conn:
-        conn.execute(
-            "DROP TABLE IF EXISTS events, resources, lifecycle_meta, lifecycle_cursor, "
-            "lifecycle_forwards, lifecycle_deliveries"
-        )
+        for statement in DROP:
+            conn.execute(statement)
     script = folder / "post.lua"
     script.write_text(WRK_SCRIPT)
     servers = [start(db, folder) for _ in range(receivers)]

@@ -75,13 +75,9 @@ from engine import make_stream  # bench/, the script's folder
 from lifecycle import Engine, Outcome
 from lifecycle._simulate import stream
 from lifecycle.stores._sql import key_text, redact
+from lifecycle.stores.postgres import DROP
 from lifecycle.stores.sqlite import SqliteStore
 
-PG_TABLES = (
-    "DROP TABLE IF EXISTS events, resources, lifecycle_meta, lifecycle_cursor, "
-    "lifecycle_forwards, lifecycle_deliveries"
-)
-PG_SEQUENCE = "DROP SEQUENCE IF EXISTS lifecycle_events_seq"
 TARGET_X_FLOOR = 5.0  # SQLite feed_many on the scattered stream, against its floor
 ONE_BY_ONE_PAIR = 500  # events in a pair of one-transaction-an-event runs
 WAIT_PROBE = 0.1  # seconds the proxy holds the server's answers, to count the waits
@@ -238,8 +234,8 @@ class Target:
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(PG_TABLES)
-            conn.execute(PG_SEQUENCE)
+            for statement in DROP:
+                conn.execute(statement)
 
     def engine(self, url: str | None = None) -> Engine:
         """An engine on a fresh, empty store (at ``url``, a proxy of the server, if given)."""

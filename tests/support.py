@@ -74,16 +74,27 @@ def _worker_database(url: str, worker: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def database_urls(folder: Path) -> list[str]:
+    """A new SQLite database in ``folder``, and the emptied test PostgreSQL when there is
+    one (a property test compares them with memory, and runs without PostgreSQL too)."""
+    urls = [f"sqlite:///{folder / 'lifecycle.db'}"]
+    try:
+        pg = postgres_or_skip()
+    except pytest.skip.Exception:
+        return urls
+    reset_postgres(pg)
+    return [*urls, pg]
+
+
 def reset_postgres(url: str) -> None:
     """Drop every table of the test database (a fresh store for the next engine)."""
     import psycopg
 
+    from lifecycle.stores.postgres import DROP
+
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "DROP TABLE IF EXISTS events, resources, lifecycle_meta, lifecycle_cursor, "
-            "lifecycle_forwards, lifecycle_deliveries CASCADE"
-        )
-        conn.execute("DROP SEQUENCE IF EXISTS lifecycle_events_seq")
+        for statement in DROP:
+            conn.execute(statement)
 
 
 class Clock:

@@ -25,7 +25,7 @@ try:
 except ImportError:  # pragma: no cover - an install without the extra
     psycopg = None  # type: ignore[assignment]
 
-__all__ = ["PostgresStore"]
+__all__ = ["DROP", "PostgresStore"]
 
 _SCHEMA_LOCK = 0x6C6966656379636C  # the advisory lock id of migrations
 _SWEEP_LOCK = _SCHEMA_LOCK + 1  # and of sweeps
@@ -39,6 +39,20 @@ _LOCKS = (
 # intervention, ...) may pass
 _REFUSALS = frozenset({"21", "22", "23", "54"})
 _SEQS = "SELECT nextval('lifecycle_events_seq') FROM generate_series(1, %s)"
+_TABLES = (
+    "events",
+    "resources",
+    "lifecycle_meta",
+    "lifecycle_cursor",
+    "lifecycle_forwards",
+    "lifecycle_deliveries",
+)
+DROP = (
+    f"DROP TABLE IF EXISTS {', '.join(_TABLES)} CASCADE",
+    "DROP SEQUENCE IF EXISTS lifecycle_events_seq",
+)
+"""The statements that remove all this store creates: the tests and the benchmarks start
+from an empty database with them."""
 
 
 def _lock_id(lifecycle: str, key: str) -> int:
