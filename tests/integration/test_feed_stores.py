@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from lifecycle import CursorGone, Engine
 from lifecycle import strategies as vs
 
-from support import Clock, postgres_or_skip, reset_postgres
+from support import Clock, database_urls, postgres_or_skip, reset_postgres
 
 
 def summary(engine: Engine) -> list[tuple[Any, ...]]:
@@ -29,13 +29,7 @@ def summary(engine: Engine) -> list[tuple[Any, ...]]:
 def test_every_store_has_the_feed_memory_has(
     stream: list[Any], cuts: list[int], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    urls = [f"sqlite:///{tmp_path_factory.mktemp('f') / 'f.db'}"]
-    try:
-        pg = postgres_or_skip()
-        reset_postgres(pg)
-        urls.append(pg)
-    except pytest.skip.Exception:
-        pass
+    urls = database_urls(tmp_path_factory.mktemp("f"))
     bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
 
     def fill(engine: Engine) -> Engine:

@@ -13,7 +13,16 @@ from lifecycle import RECONCILED, Engine, Outcome, ResourceStatus
 from lifecycle import strategies as vs
 from lifecycle.reconcile import Answer
 
-from support import STORES, Clock, Step, fed_and_swept, postgres_or_skip, reset_postgres, run
+from support import (
+    STORES,
+    Clock,
+    Step,
+    database_urls,
+    fed_and_swept,
+    postgres_or_skip,
+    reset_postgres,
+    run,
+)
 
 IDS = {"meetingId": "m1", "sessionId": "s1"}
 
@@ -78,13 +87,7 @@ def test_overdue_and_reconcile_on_every_store(store_url: str | None) -> None:
 def test_every_store_finds_what_memory_finds(
     stream: list[Any], later: float, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    urls = [f"sqlite:///{tmp_path_factory.mktemp('t') / 'o.db'}"]
-    try:
-        pg = postgres_or_skip()
-        reset_postgres(pg)
-        urls.append(pg)
-    except pytest.skip.Exception:
-        pass
+    urls = database_urls(tmp_path_factory.mktemp("t"))
     memory_clock = Clock(0.0, tick=5.0)
     memory = Engine(clock=memory_clock)
     for payload in stream:
@@ -142,13 +145,7 @@ def test_every_store_sweeps_as_memory_does(
 ) -> None:
     """The same stream and sweeps give the same entries (numbers and all), the same
     flagged resources, and the same again after a rebuild and a reopening."""
-    urls = [f"sqlite:///{tmp_path_factory.mktemp('t') / 's.db'}"]
-    try:
-        pg = postgres_or_skip()
-        reset_postgres(pg)
-        urls.append(pg)
-    except pytest.skip.Exception:
-        pass
+    urls = database_urls(tmp_path_factory.mktemp("t"))
     memory_clock = Clock(0.0, tick=7.0)
     memory = Engine(clock=memory_clock)
     expected = run(memory, memory_clock, ops)
