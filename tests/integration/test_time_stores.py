@@ -51,15 +51,21 @@ class Stopper:
         return Answer(hook("recording-stopped", fileUrl="https://f/x.mp4"), "recording stopped")
 
 
-@pytest.mark.parametrize("store_url", STORES, indirect=True)
-def test_overdue_and_reconcile_on_every_store(store_url: str | None) -> None:
-    clock = Clock(1000.0)
-    engine = open_engine(store_url, clock)
+def stuck(engine: Engine, clock: Clock) -> Engine:
+    """A session with a participant still joined and a recording stuck in stopping at
+    1000 s, that ended at 2000 s: the recording is due at 1900, the participant at 2120."""
     engine.feed(hook("session-started"))
     engine.feed(hook("participant-joined", participantId="p1"))
     engine.feed(hook("recording-stopping"))
     clock.now = 2000.0
     engine.feed(hook("session-ended"))
+    return engine
+
+
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
+def test_overdue_and_reconcile_on_every_store(store_url: str | None) -> None:
+    clock = Clock(1000.0)
+    engine = stuck(open_engine(store_url, clock), clock)
     assert [] == summary(engine, 1899)
     expected = [("recording.stopping", 900.0, "recording", ("m1", "s1"), "stopping")]
     assert expected == [(d, s, lc, k, st) for d, s, _, lc, k, st in summary(engine, 1900)]
@@ -103,12 +109,7 @@ def test_every_store_finds_what_memory_finds(
 @pytest.mark.parametrize("store_url", STORES, indirect=True)
 def test_a_sweep_flags_once_and_the_database_remembers(store_url: str | None) -> None:
     clock = Clock(1000.0)
-    engine = open_engine(store_url, clock)
-    engine.feed(hook("session-started"))
-    engine.feed(hook("participant-joined", participantId="p1"))
-    engine.feed(hook("recording-stopping"))
-    clock.now = 2000.0
-    engine.feed(hook("session-ended"))
+    engine = stuck(open_engine(store_url, clock), clock)
     (flag,) = engine.sweep(1900.0)
     assert ("recording", "stopping", Outcome.OVERDUE, 5) == (
         flag.lifecycle,
