@@ -187,10 +187,12 @@ class Engine:
         # with a redelivery window, the digest of each result's payload (None: no resource)
         digests: list[bytes | None] = []
         fed: set[tuple[str, ResourceKey, bytes]] = set()  # this batch's, for redeliveries
-        # by seq, each changed resource's data after its change: one dict, emptied for each
-        # batch (a new one per feed would wake the garbage collector the more often)
-        datas = self._changed
-        datas.clear()
+        # by seq, each changed resource's data after its change, when a resource may change
+        # twice (else the store reads its data now): one dict, emptied for each batch (a new
+        # one per feed would wake the garbage collector the more often)
+        datas = self._changed if len(items) > 1 else None
+        if datas is not None:
+            datas.clear()
         violation: LifecycleViolation | None = None
         batch = self.store.begin(items, since)
         tables, cap, seqs = batch.tables, batch.history_cap, batch.seqs
@@ -269,6 +271,15 @@ class Engine:
     def events_fed(self) -> int:
         """The sequence number of the last payload fed (counting pruned ones)."""
         return self.store.last_seq()
+
+    @property
+    def cursor(self) -> int:
+        """The cursor of the newest committed change: ``changes(after=engine.cursor)``
+        gives the changes that commit from now on.
+
+        .. versionadded:: 0.3
+        """
+        return self.store.last_cursor()
 
     def status(
         self, lifecycle: str, *key: str, at: int | datetime | None = None, **ids: str

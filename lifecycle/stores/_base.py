@@ -115,13 +115,14 @@ class Batch(Protocol):
         self,
         results: Sequence[FeedResult],
         digests: Sequence[bytes | None] | None,
-        datas: Mapping[int, Mapping[str, Any] | None],
+        datas: Mapping[int, Mapping[str, Any] | None] | None,
     ) -> None:
         """Log ``results`` (the batch's events, in order, maybe fewer than it began with),
         store the resources they changed, and end the transaction. ``digests`` are their
         redelivery digests, with a window (None without). Each result that changed its
         resource is a change of the feed, with a cursor above every committed one;
-        ``datas`` holds, by the result's ``seq``, its resource's data after it."""
+        ``datas`` holds, by the result's ``seq``, its resource's data after it (None: no
+        resource changed twice in the batch, so that data is the resource's data now)."""
 
     def abort(self) -> None:
         """End the transaction, writing nothing of it."""
@@ -175,6 +176,10 @@ class Store(Protocol):
 
     def last_seq(self) -> int:
         """The highest sequence number handed out and logged, pruned or not."""
+
+    def last_cursor(self) -> int:
+        """The cursor of the newest committed change (0: none yet): every change after
+        it commits later."""
 
     def count(self) -> int:
         """How many resources are tracked."""

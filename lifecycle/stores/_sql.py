@@ -748,14 +748,15 @@ class SqlStore(abc.ABC):
         conn: Any,
         batch: _SqlBatch,
         results: Sequence[FeedResult],
-        datas: Mapping[int, Any],
+        datas: Mapping[int, Any] | None,
         entries: bool = False,
     ) -> dict[ResourceRef, list[int]]:
         """Append the batch's log rows and upsert the resources its results touched
         (their lists of events grown by this batch's); those resources, with the
         numbers of their events in the batch. ``datas``: the data of each change's
-        resource after it, by its ``seq``. ``entries``: the results are entries
-        no webhook made, which change only a resource's flag and list of events."""
+        resource after it, by its ``seq`` (None: the resource's data now). ``entries``:
+        the results are entries no webhook made, which change only a resource's flag
+        and list of events."""
         changed = batch.changed(results)
         for ref, new in changed.items():
             seqs = batch.logged.get(ref)
@@ -773,7 +774,12 @@ class SqlStore(abc.ABC):
             self._notify(conn)
         extra: list[tuple[Any, Any]] = [(None, None)] * len(rows)
         for k, j in enumerate(changes):
-            data = datas.get(results[j].seq)
+            r = results[j]
+            data = (
+                batch.tables[r.lifecycle][r.key].data  # type: ignore[index]
+                if datas is None
+                else datas[r.seq]
+            )
             extra[j] = (len(changes) - 1 - k, _dumps(data).decode() if data is not None else None)
         self._many(
             conn, _INSERT_EVENT, [(*row, *more) for row, more in zip(rows, extra, strict=True)]
@@ -814,6 +820,9 @@ class SqlStore(abc.ABC):
     def last_seq(self) -> int:
         with self._transaction() as conn:
             return self._high_water(conn)
+
+    def last_cursor(self) -> int:
+        return int(self._query("SELECT last FROM lifecycle_cursor")[0][0])
 
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM resources")[0][0])
@@ -965,13 +974,11 @@ class SqlStore(abc.ABC):
                 seqs = self._next_seqs(conn, len(refs))
             batch = _SqlBatch(self, nullcontext(), conn, (), kept, seqs, {})
             made: list[FeedResult] = []
-            datas = {}
             for ref, _, due in picked:
                 res = batch.tables[ref[0]][ref[1]]
                 if not res.overdue:
-                    datas[seqs[len(made)]] = res.data
                     made.append(overdue_entry(seqs[len(made)], ref, res, due, now))
-            self._write(conn, batch, made, datas, entries=True)
+            self._write(conn, batch, made, None, entries=True)
             return made
 
     def append(
@@ -983,7 +990,7 @@ class SqlStore(abc.ABC):
                 return None
             batch = _SqlBatch(self, nullcontext(), conn, (), loaded, seqs, {})
             made = make(seqs[0], batch.tables[ref[0]][ref[1]])
-            self._write(conn, batch, [made], {}, entries=True)
+            self._write(conn, batch, [made], None, entries=True)
             return made
 
     def state_counts(self) -> dict[str, dict[str, int]]:
@@ -1306,7 +1313,7 @@ class _SqlBatch:
         self,
         results: Sequence[FeedResult],
         digests: Sequence[bytes | None] | None,
-        datas: Mapping[int, Any],
+        datas: Mapping[int, Any] | None,
     ) -> None:
         try:
             self.store._write(self.conn, self, results, datas)

@@ -73,7 +73,7 @@ check_widths(len(STATES), len(OUTCOMES))
 _REDELIVERY, _AFTER_SESSION_END, _SEQ_SHIFT = 1 << 7, 1 << 8, 9
 _NO_STATE = _STATE_CODE[IDLE]  # a result that names no resource has no state before
 _PRUNED = object()  # the payload of an entry that prune() dropped
-_APPLIED, _GAP = Outcome.APPLIED, Outcome.GAP
+_APPLIED, _GAP, _OVERDUE = Outcome.APPLIED, Outcome.GAP, Outcome.OVERDUE
 
 
 def _packed(r: FeedResult) -> int:
@@ -211,31 +211,33 @@ class MemoryStore:
         digests: Sequence[bytes | None] | None,
         datas: Mapping[int, Any] | None = None,
     ) -> None:
-        limit = self.log_limit
+        limit, tables, kept = self.log_limit, self.tables, self._datas
         for r in results:
-            seq, outcome, _, _, _, before, _, _, warnings, _, now, payload = r
+            seq, outcome, lifecycle, key, _, before, _, _, warnings, _, now, payload = r
             entry = (
                 (seq << _SEQ_SHIFT) | (_STATE_CODE[before] << 3) | OUTCOME_CODE[outcome]
                 if not warnings and before is not None
                 else _packed(r)
             )
+            # read only for changes: another entry's slot may keep an older value
+            data = None
+            if outcome is _APPLIED or outcome is _GAP or outcome is _OVERDUE:  # CHANGES
+                data = tables[lifecycle][key].data if datas is None else datas[seq]  # type: ignore[index]
             if limit is None:
                 self._packed.append(entry)
                 self._times.append(now)
                 self._payloads.append(payload)
-                self._datas.append(None)
+                kept.append(data)
             else:
                 i = (seq - 1) % limit
                 self._packed[i] = entry
                 self._times[i] = now
                 self._payloads[i] = payload
+                if data is not None:
+                    kept[i] = data
             if warnings or outcome is not _APPLIED:
                 self._anomalies.append(r)
             self._seq = seq
-        if datas:  # read only for changes: another entry's slot may keep an older value
-            kept = self._datas
-            for seq, data in datas.items():
-                kept[seq - 1 if limit is None else (seq - 1) % limit] = data
         if digests is not None:
             for r, digest in zip(results, digests, strict=True):
                 if digest is not None and r.lifecycle is not None and r.key is not None:
@@ -301,6 +303,9 @@ class MemoryStore:
 
     def last_seq(self) -> int:
         return self._seq
+
+    def last_cursor(self) -> int:
+        return self._seq  # a change's cursor is its seq here
 
     def count(self) -> int:
         return sum(len(t) for t in self.tables.values())
@@ -425,14 +430,11 @@ class MemoryStore:
 
     def sweep(self, deadlines: Deadlines, now: float) -> list[FeedResult]:
         made: list[FeedResult] = []
-        datas = {}
         for ref, res, due in self._due(deadlines, now, None):
             if not res.overdue:
-                seq = self._seq + 1 + len(made)
-                datas[seq] = res.data
-                made.append(overdue_entry(seq, ref, res, due, now))
+                made.append(overdue_entry(self._seq + 1 + len(made), ref, res, due, now))
                 self._remember(res, made[-1])
-        self.commit(made, None, datas)
+        self.commit(made, None)
         return made
 
     def append(

@@ -237,7 +237,7 @@ class SqliteStore(SqlStore):
         conn: Any,
         batch: _SqlBatch,
         results: Sequence[FeedResult],
-        datas: Mapping[int, Any],
+        datas: Mapping[int, Any] | None,
         entries: bool = False,
     ) -> dict[ResourceRef, list[int]]:
         changed = super()._write(conn, batch, results, datas, entries)

@@ -118,3 +118,17 @@ def test_the_feed_is_each_change_in_order_with_its_data(stream: list[Any], cuts:
         then = engine.status(c.lifecycle, *c.key, at=c.seq)
         assert then is not None
         assert (c.after, dict(then.data)) == (then.state, dict(c.data))
+
+
+@pytest.mark.parametrize("db", ["memory", "sqlite"])
+def test_the_cursor_is_where_the_changes_to_come_begin(db: str, tmp_path: Any) -> None:
+    engine = Engine.open(":memory:" if db == "memory" else str(tmp_path / "x.db"))
+    assert 0 == engine.cursor
+    engine.feed(hook("session-started", meetingId="m", sessionId="s"))
+    engine.feed(hook("session-started", meetingId="m", sessionId="s"))  # not a change
+    head = engine.cursor
+    assert engine.changes()[-1].cursor <= head
+    assert [] == engine.changes(after=head)
+    engine.feed(hook("session-ended", meetingId="m", sessionId="s"))
+    assert ["ended"] == [c.after for c in engine.changes(after=head)]
+    assert engine.changes()[-1].cursor == engine.cursor
