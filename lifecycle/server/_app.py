@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler
 
 from .._convert import _dumps
@@ -46,12 +46,14 @@ from ._forward import Forwarder, parse_endpoint, signer, state_of
 from ._metrics import AccessLog, Metrics
 from ._openapi import openapi
 from ._signature import SIGNATURE_HEADER, SignatureRefused
+from ._ui import Ui, token_cookie
 
 __all__ = ["Api", "WebhookRefused", "create_app"]
 
 log = logging.getLogger("lifecycle.http")
 
 WEBHOOKS = "/webhooks"
+UI = "/ui/"
 MAX_PAGE = 1000
 _MAX_INT = 2**63 - 1  # what a database integer holds
 _RETRY_AFTER = {"Retry-After": "5"}
@@ -70,10 +72,6 @@ class WebhookRefused(HTTPException):
 
 def _json(value: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(_dumps(value), status, headers, media_type="application/json")
-
-
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    return _json({"error": message}, status, headers)
 
 
 def _route_path(request: Request) -> str | None:
@@ -117,6 +115,7 @@ class Api:
         """Wakes the readers of the change feed when changes commit."""
         self._closing = anyio.Event()  # ends the event streams at shutdown
         self._engines: Engines | None = None
+        self.ui = Ui(config, lambda: self.engines)
 
     @property
     def engines(self) -> Engines:
@@ -241,7 +240,7 @@ class Api:
                     extra={"fields": {"seq": item.result.seq, "outcome": item.result.outcome}},
                 )
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         """Every route; the read endpoints behind the bearer token."""
         read = self._behind_token
         return [
@@ -257,6 +256,7 @@ class Api:
             Route("/metrics", read(self.metrics_text), methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
+            *self.ui.routes(),
         ]
 
     # -- errors: the one place where an exception becomes an answer ---------------------
@@ -296,6 +296,20 @@ class Api:
             Exception: self._internal_error,
         }
 
+    def _error(
+        self,
+        request: Request,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Response:
+        """The answer to an error: ``{"error": message, **extra}``, or for a page under
+        ``/ui/``, a page saying it."""
+        if request.url.path.startswith(UI):
+            return self.ui.error_page(request, status, message, headers)
+        return _json({"error": message, **(extra or {})}, status, headers)
+
     async def _signature_refused(self, request: Request, exc: Exception) -> Response:
         return await self._webhook_refused(request, WebhookRefused(401, str(exc), "signature"))
 
@@ -303,42 +317,42 @@ class Api:
         assert isinstance(exc, WebhookRefused)
         self.metrics.refused.labels(exc.reason).inc()
         log.warning("webhook refused: %s", exc.detail)
-        return _error(exc.status_code, exc.detail)
+        return self._error(request, exc.status_code, exc.detail)
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, exc.detail, exc.headers)
+        return self._error(request, exc.status_code, exc.detail, exc.headers)
 
     async def _invalid_argument(self, request: Request, exc: Exception) -> Response:
-        return _error(400, str(exc))
+        return self._error(request, 400, str(exc))
 
     async def _cursor_gone(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CursorGone)
-        return _json({"error": str(exc), "oldest": exc.oldest}, 410)
+        return self._error(request, 410, str(exc), extra={"oldest": exc.oldest})
 
     async def _store_refused(self, request: Request, exc: Exception) -> Response:
         log.warning("the store refused a request: %s", exc)
-        return _error(400, str(exc))
+        return self._error(request, 400, str(exc))
 
     async def _store_unavailable(self, request: Request, exc: Exception) -> Response:
         if _route_path(request) == WEBHOOKS:
             log.error("store unavailable, webhook refused for a retry: %s", exc)
             self.metrics.refused.labels("store_unavailable").inc()
-            return _error(503, "the store is unavailable; retry later", _RETRY_AFTER)
+            return self._error(request, 503, "the store is unavailable; retry later", _RETRY_AFTER)
         log.error("store unavailable: %s", exc)
-        return _error(503, "the store is unavailable", _RETRY_AFTER)
+        return self._error(request, 503, "the store is unavailable", _RETRY_AFTER)
 
     async def _queue_full(self, request: Request, exc: Exception) -> Response:
         self.metrics.refused.labels("overloaded").inc()
-        return _error(503, f"overloaded: {exc}; retry later", {"Retry-After": "1"})
+        return self._error(request, 503, f"overloaded: {exc}; retry later", {"Retry-After": "1"})
 
     async def _client_disconnect(self, request: Request, exc: Exception) -> Response:
         self.metrics.client_aborts.inc()
         log.info("the client went away before its request was read: %s", request.url.path)
-        return _error(499, "client closed the request")
+        return self._error(request, 499, "client closed the request")
 
     async def _internal_error(self, request: Request, exc: Exception) -> Response:
-        return _error(500, "internal server error")
+        return self._error(request, 500, "internal server error")
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -369,7 +383,8 @@ class Api:
     # -- reading -----------------------------------------------------------------------
 
     def _behind_token(self, handler: Endpoint) -> Endpoint:
-        """``handler`` answered only with the bearer token, when one is configured."""
+        """``handler`` answered only with the bearer token, when one is configured (a
+        ``GET`` may carry it in the pages' cookie instead: see ``/ui/login``)."""
         token = self.config.token
         if not token:
             return handler
@@ -377,7 +392,8 @@ class Api:
 
         async def endpoint(request: Request) -> Response:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+            bearer = scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
+            if not bearer and not (request.method == "GET" and token_cookie(request, token)):
                 raise HTTPException(401, "a valid bearer token is required", _BEARER)
             return await handler(request)
 

@@ -44,7 +44,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
 
 
 def test_wheel_ships_the_package_typed(wheel: zipfile.ZipFile) -> None:
-    """The wheel holds the package with py.typed and the strategies, and no tests."""
+    """The wheel holds the package with py.typed, the strategies and every file the web
+    pages need (templates, stylesheet, script), and no tests."""
     names = set(wheel.namelist())
     assert {"lifecycle/__init__.py", "lifecycle/py.typed", "lifecycle/strategies.py"} <= names
     assert not any(n.startswith(("tests/", "bench/", "docs/")) for n in names)
@@ -53,8 +54,9 @@ def test_wheel_ships_the_package_typed(wheel: zipfile.ZipFile) -> None:
     expected = {
         f"lifecycle/{p.relative_to(package).as_posix()}"
         for p in package.rglob("*")
-        if p.suffix == ".py" or p.name == "py.typed"
+        if p.suffix == ".py" or p.name == "py.typed" or p.parent.name in ("templates", "static")
     }
+    assert {"lifecycle/server/static/ui.js", "lifecycle/server/templates/session.html"} <= names
     assert expected == sources
 
 
@@ -78,6 +80,7 @@ def test_wheel_metadata_pins_lower_bounds(wheel: zipfile.ZipFile) -> None:
         "sse-starlette",  # the change feed's event stream
         "standardwebhooks",  # signing forwarded changes
         "aiohttp",  # sending them
+        "jinja2",  # the web pages
     } == server
     assert "Typing :: Typed" in (msg.get_all("Classifier") or [])
     assert ">=3.11" == msg["Requires-Python"]
