@@ -39,6 +39,7 @@ from .._lifecycles import LIFECYCLES
 from .._records import Delivery, Overdue, ResourceStatus
 from ..errors import CursorGone, InvalidArgument, ProviderError, StoreRefused, StoreUnavailable
 from ..stores._sql import SqlStore
+from ._args import MAX_INT, int_arg
 from ._config import ServerConfig, check
 from ._feed import POLL, Wakeup, listen
 from ._feeder import Engines, EngineThread, Load, QueueFull, open_engines
@@ -55,7 +56,6 @@ log = logging.getLogger("lifecycle.http")
 WEBHOOKS = "/webhooks"
 UI = "/ui/"
 MAX_PAGE = 1000
-_MAX_INT = 2**63 - 1  # what a database integer holds
 _RETRY_AFTER = {"Retry-After": "5"}
 _BEARER = {"WWW-Authenticate": 'Bearer realm="lifecycle"'}
 
@@ -79,22 +79,8 @@ def _route_path(request: Request) -> str | None:
     return getattr(request.scope.get("route"), "path", None)
 
 
-def _page_arg(request: Request, name: str, default: int, top: int = _MAX_INT) -> int:
-    return _int_arg(name, request.query_params.get(name), default, top)
-
-
-def _int_arg(name: str, raw: str | None, default: int, top: int = _MAX_INT) -> int:
-    """``raw`` (a query parameter or a header) as a whole number from 0 to ``top``;
-    ``default`` when it is absent."""
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidArgument(f"{name} must be an integer, not {raw!r}") from None
-    if not 0 <= value <= top:
-        raise InvalidArgument(f"{name} must be between 0 and {top}")
-    return value
+def _page_arg(request: Request, name: str, default: int, top: int = MAX_INT) -> int:
+    return int_arg(name, request.query_params.get(name), default, top)
 
 
 def _next(request: Request, **changes: int) -> str:
@@ -608,9 +594,9 @@ def _feed_args(request: Request, stream: bool = False) -> tuple[int, dict[str, s
     q = request.query_params
     last = (request.headers.get("last-event-id") or None) if stream else None
     if last is not None:
-        cursor = _int_arg("Last-Event-ID", last, 0)
+        cursor = int_arg("Last-Event-ID", last, 0)
     else:
-        cursor = _int_arg("after", q.get("after"), 0)
+        cursor = int_arg("after", q.get("after"), 0)
     return cursor, {
         "lifecycle": q.get("lifecycle"),
         "state": q.get("state"),

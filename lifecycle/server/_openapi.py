@@ -10,10 +10,10 @@ from typing import Any
 
 from .._lifecycles import LIFECYCLES, Outcome
 from .._version import __version__
+from ._args import MAX_INT
 
 __all__ = ["openapi"]
 
-_MAX_INT = 2**63 - 1
 _STR = {"type": "string"}
 _NULLABLE_STR = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
@@ -179,7 +179,7 @@ _SCHEMAS: dict[str, Any] = {
 
 _OFFSET = _query(
     "offset",
-    {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
+    {"type": "integer", "minimum": 0, "maximum": MAX_INT, "default": 0},
     "how many to skip",
 )
 
@@ -267,7 +267,7 @@ _PATHS: dict[str, Any] = {
                 _SESSION,
                 _query(
                     "after",
-                    {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
+                    {"type": "integer", "minimum": 0, "maximum": MAX_INT, "default": 0},
                     "only results after this seq",
                 ),
                 _LIMIT,
@@ -285,7 +285,7 @@ _PATHS: dict[str, Any] = {
                 "parameters": [
                     _query(
                         "after",
-                        {"type": "integer", "minimum": 0, "maximum": _MAX_INT, "default": 0},
+                        {"type": "integer", "minimum": 0, "maximum": MAX_INT, "default": 0},
                         "only changes after this cursor"
                         + ("; the header Last-Event-ID wins over it" if stream else ""),
                     ),

@@ -23,8 +23,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .._convert import Payload
-from .._lifecycles import LIFECYCLES
-from ..errors import InvalidArgument
+from .._lifecycles import LIFECYCLES, Lifecycle
+from ._args import int_arg
 from ._config import ServerConfig
 from ._diagram import diagram
 from ._feeder import Engines
@@ -137,7 +137,7 @@ class Ui:
 
     async def overview(self, request: Request) -> Response:
         q = request.query_params
-        offset = _whole(q.get("offset"), "offset")
+        offset = int_arg("offset", q.get("offset"), 0)
         search = q.get("q", "").strip()
         view = await self.engines().read(overview_view, search, PAGE, offset)
         query = {"q": search} if search else {}
@@ -177,7 +177,7 @@ class Ui:
         )
 
     async def event(self, request: Request) -> Response:
-        seq = _whole(request.path_params["seq"], "seq")
+        seq = int_arg("seq", request.path_params["seq"], 0)
         found = await self.engines().read(event_view, seq)
         if found is None:
             raise HTTPException(404, f"event {seq} is not kept (never logged, or pruned)")
@@ -226,7 +226,7 @@ def _next(request: Request, given: str | None = None) -> str:
     return back if back.startswith("/ui/") and not back.startswith("//") else "/ui/"
 
 
-def _lifecycle(name: str) -> Any:
+def _lifecycle(name: str) -> Lifecycle:
     if name not in LIFECYCLES:
         raise HTTPException(404, f"no lifecycle {name!r}; known: {', '.join(LIFECYCLES)}")
     return LIFECYCLES[name]
@@ -245,11 +245,3 @@ def _pretty(payload: Payload) -> str:
         return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
     except TypeError:  # not JSON-able as it is kept: show it as Python sees it
         return repr(value)
-
-
-def _whole(raw: str | None, name: str) -> int:
-    if raw is None or raw == "":
-        return 0
-    if not raw.isdigit():
-        raise InvalidArgument(f"{name} must be a whole number, not {raw!r}")
-    return int(raw)

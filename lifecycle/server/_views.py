@@ -195,7 +195,7 @@ def sessions_page(
     every one; one page, and whether there are more."""
     if search:
         found = {
-            (s.key): s
+            s.key: s
             for s in [
                 *engine.resources("session", meeting_id=search),
                 *engine.resources("session", session_id=search),

@@ -316,3 +316,18 @@ def test_the_state_colours_cover_every_state() -> None:
     named = {s for lc in LIFECYCLES.values() for s in lc.states} - {"idle"}
     assert named == set(STATE_HUES)
     assert orjson.dumps(STATE_HUES)  # plain values, for the template
+
+
+def test_a_sweep_flag_is_an_overdue_marker_on_its_lane() -> None:
+    now = [1_000.0]
+    engine = Engine(clock=lambda: now[0], deadlines={"recording.stopping": 60})
+    started = ("session-started", "recording-starting", "recording-started")
+    for webhook_type in (*started, "recording-stopping"):
+        engine.feed({"webhookType": webhook_type, "data": IDS})
+        now[0] += 10
+    now[0] += 100
+    (flag,) = engine.sweep()
+    view = session_view(engine, "s1", now=now[0])
+    (recording,) = [lane for lane in view["lanes"] if lane.status.lifecycle == "recording"]
+    assert [("overdue", flag.seq)] == [(m.outcome, m.seq) for m in recording.markers]
+    assert "stopping" in recording.markers[0].text

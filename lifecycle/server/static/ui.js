@@ -1,5 +1,6 @@
 // lifecycle's pages: times in the viewer's local time, and live updates from the change
-// feed (Server-Sent Events): on a change, the page's <main> is fetched again and swapped.
+// feed (Server-Sent Events): on a change, the page's <main> is fetched again and swapped,
+// at most once a second however many changes come.
 "use strict";
 
 function localTimes(root) {
@@ -20,10 +21,12 @@ function live(main) {
   const source = new EventSource("/changes/stream?" + query);
   let pending = null;
   let fetching = false;
+  let last = 0;
   async function refresh() {
     pending = null;
     if (fetching) { pending = setTimeout(refresh, 100); return; }
     fetching = true;
+    last = Date.now();
     try {
       const answer = await fetch(location.href, { headers: { Accept: "text/html" } });
       if (!answer.ok) return;
@@ -43,7 +46,7 @@ function live(main) {
     }
   }
   source.addEventListener("change", () => {
-    if (pending === null) pending = setTimeout(refresh, 150);
+    if (pending === null) pending = setTimeout(refresh, Math.max(150, last + 1000 - Date.now()));
   });
   source.addEventListener("gone", () => source.close());
   source.onopen = () => { if (status) status.textContent = "Updates live as webhooks arrive."; };
