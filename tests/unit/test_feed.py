@@ -132,3 +132,20 @@ def test_the_cursor_is_where_the_changes_to_come_begin(db: str, tmp_path: Any) -
     engine.feed(hook("session-ended", meetingId="m", sessionId="s"))
     assert ["ended"] == [c.after for c in engine.changes(after=head)]
     assert engine.changes()[-1].cursor == engine.cursor
+
+
+def test_the_memory_feed_keeps_the_data_of_the_changes_its_log_keeps() -> None:
+    """Round and round a log of 4 events: each change kept has its own data."""
+    engine = Engine(store=MemoryStore(log_limit=4))
+    ids = {"meetingId": "m", "sessionId": "s", "participantId": "p"}
+    for n in range(1, 31):
+        kind = "participant-joined" if n % 2 else "participant-left"
+        engine.feed(hook(kind, **ids, n=str(n)))
+        changes = engine.changes(after=max(n - 4, 0))
+        assert [(c.seq, c.data["n"]) for c in changes] == [
+            (seq, str(seq)) for seq in range(max(n - 3, 1), n + 1)
+        ]
+    many = engine.feed_many(
+        [hook("participant-joined", **ids, n="a"), hook("participant-left", **ids, n="b")]
+    )
+    assert ["a", "b"] == [c.data["n"] for c in engine.changes(after=many[0].seq - 1)]
