@@ -281,6 +281,11 @@ Tables = Mapping[str, MutableMapping[ResourceKey, Resource]]
 """Resources by lifecycle name and key: what :func:`step` reads and changes."""
 
 
+ALL_SLOTS = 2**63
+"""The ``slots`` of a ``datas`` that maps every ``seq`` to its change's data (a
+database batch's), where a ring has as many slots as it holds (the memory log's)."""
+
+
 def step(
     p: Parsed,
     tables: Tables,
@@ -289,7 +294,8 @@ def step(
     redelivered: bool = False,
     strict: bool = False,
     history_cap: int = 0,
-    datas: dict[int, Any] | None = None,
+    datas: MutableMapping[int, Any] | list[Any] | None = None,
+    slots: int = 0,
 ) -> FeedResult:
     """Classify ``p`` against its resource in ``tables``, apply it there, and return the
     result.
@@ -300,7 +306,8 @@ def step(
     resource seen for the first time is added to ``tables``; any other is changed in
     place. ``history_cap`` is how many floats of packed history a resource keeps (0:
     none, for stores that answer history from their log). ``datas``, when given, gets
-    the resource's data after a change, by ``seq`` (the change feed's).
+    the resource's data after a change, at ``seq % slots`` (the change feed's: a ring of
+    ``slots``, or a mapping by ``seq`` with :data:`ALL_SLOTS`).
     """
     route, webhook_type, key, data, warnings, payload = p
     name, _, steps, starts, restarts, code = route
@@ -362,7 +369,7 @@ def step(
         # never mutate a dict that a result or the caller may still hold
         res.data = data if cell.restart or res.data is None else {**res.data, **data}
         if datas is not None:
-            datas[seq] = res.data
+            datas[seq % slots] = res.data
     if restarts and outcome is not _OUT_OF_ORDER and outcome is not _ILLEGAL:
         cycle_id = data.get("id")
         if isinstance(cycle_id, str) and "\x00" not in cycle_id:  # no database keeps NUL

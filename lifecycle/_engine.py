@@ -100,7 +100,6 @@ class Engine:
         """The deadlines in force: the defaults with ``deadlines`` merged over them."""
         self._clock = clock
         self._subscriptions: list[_Subscription] = []
-        self._changed: dict[int, Any] = {}
 
     @classmethod
     def open(
@@ -187,15 +186,10 @@ class Engine:
         # with a redelivery window, the digest of each result's payload (None: no resource)
         digests: list[bytes | None] = []
         fed: set[tuple[str, ResourceKey, bytes]] = set()  # this batch's, for redeliveries
-        # by seq, each changed resource's data after its change, when a resource may change
-        # twice (else the store reads its data now): one dict, emptied for each batch (a new
-        # one per feed would wake the garbage collector the more often)
-        datas = self._changed if len(items) > 1 else None
-        if datas is not None:
-            datas.clear()
         violation: LifecycleViolation | None = None
         batch = self.store.begin(items, since)
         tables, cap, seqs = batch.tables, batch.history_cap, batch.seqs
+        datas, slots = batch.datas, batch.data_slots
         try:
             for i, item in enumerate(items):  # not zip(..., strict=): its keyword costs more
                 seq = seqs[i]
@@ -207,7 +201,8 @@ class Engine:
                         redelivered = mark in fed or batch.seen(*mark, since)
                         fed.add(mark)
                         digests.append(digest)
-                    results.append(step(item, tables, seq, now, redelivered, strict, cap, datas))
+                    result = step(item, tables, seq, now, redelivered, strict, cap, datas, slots)
+                    results.append(result)
                 else:
                     result = core.reject(cast(Rejected, item), seq, now)
                     if strict:
@@ -221,7 +216,7 @@ class Engine:
         except BaseException:
             batch.abort()
             raise
-        batch.commit(results, digests if since is not None else None, datas)
+        batch.commit(results, digests if since is not None else None)
         if self._subscriptions:
             for result in results:
                 if result.changed:

@@ -107,6 +107,17 @@ class Batch(Protocol):
         """How many floats of packed history each resource keeps (0: none; the store
         answers history from its log)."""
 
+    @property
+    def datas(self) -> MutableMapping[int, Any] | list[Any]:
+        """Where ``_core.step`` puts the data of each changed resource after its change
+        (the change feed's; a resource may change twice in a batch), at
+        ``seq % data_slots``."""
+
+    @property
+    def data_slots(self) -> int:
+        """The slots of :attr:`datas`: the size of a ring (the memory log's), or (
+        :data:`~lifecycle._core.ALL_SLOTS` for a mapping by ``seq``)."""
+
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
         """Whether this resource received a payload of this digest at ``since`` or later,
         before this batch (the engine knows the batch's own)."""
@@ -115,14 +126,12 @@ class Batch(Protocol):
         self,
         results: Sequence[FeedResult],
         digests: Sequence[bytes | None] | None,
-        datas: Mapping[int, Mapping[str, Any] | None] | None,
     ) -> None:
         """Log ``results`` (the batch's events, in order, maybe fewer than it began with),
         store the resources they changed, and end the transaction. ``digests`` are their
         redelivery digests, with a window (None without). Each result that changed its
-        resource is a change of the feed, with a cursor above every committed one;
-        ``datas`` holds, by the result's ``seq``, its resource's data after it (None: no
-        resource changed twice in the batch, so that data is the resource's data now)."""
+        resource is a change of the feed, with a cursor above every committed one and
+        its data from :attr:`datas`."""
 
     def abort(self) -> None:
         """End the transaction, writing nothing of it."""

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from .._convert import Payload, _dumps, decode, encode_payload, keyable
-from .._core import Parsed, Rejected, digest_bytes, overdue_entry, status_of, touched
+from .._core import ALL_SLOTS, Parsed, Rejected, digest_bytes, overdue_entry, status_of, touched
 from .._deadlines import Deadlines, Due
 from .._lifecycles import LIFECYCLES, Outcome
 from .._records import (
@@ -748,15 +748,14 @@ class SqlStore(abc.ABC):
         conn: Any,
         batch: _SqlBatch,
         results: Sequence[FeedResult],
-        datas: Mapping[int, Any] | None,
         entries: bool = False,
     ) -> dict[ResourceRef, list[int]]:
         """Append the batch's log rows and upsert the resources its results touched
         (their lists of events grown by this batch's); those resources, with the
-        numbers of their events in the batch. ``datas``: the data of each change's
-        resource after it, by its ``seq`` (None: the resource's data now). ``entries``:
-        the results are entries no webhook made, which change only a resource's flag
-        and list of events."""
+        numbers of their events in the batch. A change's data is what ``step`` put in
+        ``batch.datas``; an entry's, its resource's data now. ``entries``: the results
+        are entries no webhook made, which change only a resource's flag and list of
+        events."""
         changed = batch.changed(results)
         for ref, new in changed.items():
             seqs = batch.logged.get(ref)
@@ -775,11 +774,7 @@ class SqlStore(abc.ABC):
         extra: list[tuple[Any, Any]] = [(None, None)] * len(rows)
         for k, j in enumerate(changes):
             r = results[j]
-            data = (
-                batch.tables[r.lifecycle][r.key].data  # type: ignore[index]
-                if datas is None
-                else datas[r.seq]
-            )
+            data = batch.datas[r.seq] if not entries else batch.tables[r.lifecycle][r.key].data  # type: ignore[index]
             extra[j] = (len(changes) - 1 - k, _dumps(data).decode() if data is not None else None)
         self._many(
             conn, _INSERT_EVENT, [(*row, *more) for row, more in zip(rows, extra, strict=True)]
@@ -978,7 +973,7 @@ class SqlStore(abc.ABC):
                 res = batch.tables[ref[0]][ref[1]]
                 if not res.overdue:
                     made.append(overdue_entry(seqs[len(made)], ref, res, due, now))
-            self._write(conn, batch, made, None, entries=True)
+            self._write(conn, batch, made, entries=True)
             return made
 
     def append(
@@ -990,7 +985,7 @@ class SqlStore(abc.ABC):
                 return None
             batch = _SqlBatch(self, nullcontext(), conn, (), loaded, seqs, {})
             made = make(seqs[0], batch.tables[ref[0]][ref[1]])
-            self._write(conn, batch, [made], None, entries=True)
+            self._write(conn, batch, [made], entries=True)
             return made
 
     def state_counts(self) -> dict[str, dict[str, int]]:
@@ -1297,6 +1292,8 @@ class _SqlBatch:
             self.logged[(name, key)] = logged
         self.seqs = seqs
         self.recent = recent
+        self.datas: dict[int, Any] = {}  # by seq, each change's data after it (step's)
+        self.data_slots = ALL_SLOTS
 
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
         return any(d == digest and t >= since for d, t in self.recent.get((lifecycle, key), ()))
@@ -1313,10 +1310,9 @@ class _SqlBatch:
         self,
         results: Sequence[FeedResult],
         digests: Sequence[bytes | None] | None,
-        datas: Mapping[int, Any] | None,
     ) -> None:
         try:
-            self.store._write(self.conn, self, results, datas)
+            self.store._write(self.conn, self, results)
         except BaseException as e:
             self.transaction.__exit__(type(e), e, e.__traceback__)  # may raise StoreUnavailable
             raise

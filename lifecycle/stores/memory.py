@@ -21,6 +21,7 @@ from itertools import islice
 from typing import Any
 
 from .._core import (
+    ALL_SLOTS,
     OUTCOME_CODE,
     OUTCOMES,
     SHIFT,
@@ -73,7 +74,7 @@ check_widths(len(STATES), len(OUTCOMES))
 _REDELIVERY, _AFTER_SESSION_END, _SEQ_SHIFT = 1 << 7, 1 << 8, 9
 _NO_STATE = _STATE_CODE[IDLE]  # a result that names no resource has no state before
 _PRUNED = object()  # the payload of an entry that prune() dropped
-_APPLIED, _GAP, _OVERDUE = Outcome.APPLIED, Outcome.GAP, Outcome.OVERDUE
+_APPLIED, _GAP = Outcome.APPLIED, Outcome.GAP
 
 
 def _packed(r: FeedResult) -> int:
@@ -172,7 +173,10 @@ class MemoryStore:
         self._packed = array("q", bytes(8 * size))
         self._times = array("d", bytes(8 * size))
         self._payloads: list[Any] = [_PRUNED] * size
-        self._datas: list[Any] = [None] * size  # a change's resource data after it
+        # each change's resource data after it, at seq % data_slots: a ring beside the log
+        # (only a change's slot is read: another entry's may keep an older value)
+        self.datas: list[Any] | dict[int, Any] = [None] * size if size else {}
+        self.data_slots = size or ALL_SLOTS
         self._pruned_change = 0  # the last change prune() dropped
         self.anomaly_limit = anomaly_limit
         self._anomalies: deque[FeedResult] = deque(maxlen=anomaly_limit)
@@ -209,32 +213,24 @@ class MemoryStore:
         self,
         results: Sequence[FeedResult],
         digests: Sequence[bytes | None] | None,
-        datas: Mapping[int, Any] | None = None,
     ) -> None:
-        limit, tables, kept = self.log_limit, self.tables, self._datas
+        limit = self.log_limit
         for r in results:
-            seq, outcome, lifecycle, key, _, before, _, _, warnings, _, now, payload = r
+            seq, outcome, _, _, _, before, _, _, warnings, _, now, payload = r
             entry = (
                 (seq << _SEQ_SHIFT) | (_STATE_CODE[before] << 3) | OUTCOME_CODE[outcome]
                 if not warnings and before is not None
                 else _packed(r)
             )
-            # read only for changes: another entry's slot may keep an older value
-            data = None
-            if outcome is _APPLIED or outcome is _GAP or outcome is _OVERDUE:  # CHANGES
-                data = tables[lifecycle][key].data if datas is None else datas[seq]  # type: ignore[index]
             if limit is None:
                 self._packed.append(entry)
                 self._times.append(now)
                 self._payloads.append(payload)
-                kept.append(data)
             else:
                 i = (seq - 1) % limit
                 self._packed[i] = entry
                 self._times[i] = now
                 self._payloads[i] = payload
-                if data is not None:
-                    kept[i] = data
             if warnings or outcome is not _APPLIED:
                 self._anomalies.append(r)
             self._seq = seq
@@ -390,7 +386,7 @@ class MemoryStore:
                 gone,
             )
         found = (
-            change_of(r.seq, r, self._datas[self._index(r.seq)])
+            change_of(r.seq, r, self.datas[r.seq % self.data_slots])
             for r in self._entries(q.after)
             if r.outcome in CHANGES
         )
@@ -433,6 +429,7 @@ class MemoryStore:
         for ref, res, due in self._due(deadlines, now, None):
             if not res.overdue:
                 made.append(overdue_entry(self._seq + 1 + len(made), ref, res, due, now))
+                self.datas[made[-1].seq % self.data_slots] = res.data
                 self._remember(res, made[-1])
         self.commit(made, None)
         return made

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -237,10 +237,9 @@ class SqliteStore(SqlStore):
         conn: Any,
         batch: _SqlBatch,
         results: Sequence[FeedResult],
-        datas: Mapping[int, Any] | None,
         entries: bool = False,
     ) -> dict[ResourceRef, list[int]]:
-        changed = super()._write(conn, batch, results, datas, entries)
+        changed = super()._write(conn, batch, results, entries)
         if results:  # the last number used (a strict batch may stop early)
             self._top = results[-1].seq
         cache = self._cache
