@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine"]
 
+# what a batch without a redelivery window has for its marks: never read nor filled (a new
+# set for each feed costs 1 % of a memory engine's feed, in instructions)
+_NO_MARKS: set[tuple[str, ResourceKey, bytes]] = set()
 log = logging.getLogger("lifecycle")
 
 Difference = tuple[str, ResourceKey, str | None, str]
@@ -185,7 +188,7 @@ class Engine:
         results: list[FeedResult] = []
         # with a redelivery window, the digest of each result's payload (None: no resource)
         digests: list[bytes | None] = []
-        fed: set[tuple[str, ResourceKey, bytes]] = set()  # this batch's, for redeliveries
+        fed: set[tuple[str, ResourceKey, bytes]] = set() if since is not None else _NO_MARKS
         violation: LifecycleViolation | None = None
         batch = self.store.begin(items, since)
         tables, cap, seqs = batch.tables, batch.history_cap, batch.seqs
