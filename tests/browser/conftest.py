@@ -3,7 +3,9 @@
 The browser is ``LIFECYCLE_CHROMIUM``, else ``/usr/bin/chromium`` (Debian's ``chromium``,
 which ``.ci/run`` installs). Never a build of ``playwright install``: those do not run
 here. Without the browser the tier fails, unless ``LIFECYCLE_SKIP_BROWSER=1``: then it
-skips. Each test worker (pytest-xdist) starts a browser of its own.
+skips. Each test worker (pytest-xdist) starts a browser of its own, for each run of tests
+of one module: Playwright's synchronous API keeps an event loop running while it is open,
+and a test of another tier that calls ``asyncio.run`` on the same worker would fail.
 
 A checked page records what a user would see go wrong: console errors, uncaught
 exceptions, requests that fail and answers of status 400 or more (except those the test
@@ -54,9 +56,9 @@ _FAILED_STATUS = re.compile(
 _FAILED_REQUEST = re.compile(r"^Failed to load resource: (net::\S+)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """This worker's headless Chromium, closed at the end of the session."""
+    """A headless Chromium, closed when the worker leaves the module's tests."""
     executable = Path(os.environ.get("LIFECYCLE_CHROMIUM") or CHROMIUM)
     if not (executable.is_file() and os.access(executable, os.X_OK)):
         message = (
