@@ -44,6 +44,7 @@ from pathlib import Path
 
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]  # bench/http.py would shadow the standard library's http
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # as the tests do
 
 import argparse
 import cProfile
@@ -65,6 +66,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from browser.chromium import VIEWPORT, launch
 from playwright.sync_api import Browser, sync_playwright
 
 from lifecycle import Engine
@@ -85,18 +87,6 @@ KINDS = (  # every kind of resource a meeting session has, but itself and partic
     "participant-track-recording audio",
     "participant-track-recording video",
 )
-# as tests/browser/conftest.py launches it (Playwright adds --headless)
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 800}
 TIMING = ("responseStart", "responseEnd", "domInteractive", "domContentLoadedEventEnd")
 NAVIGATION_JS = """() => {
   const n = performance.getEntriesByType("navigation")[0];
@@ -400,9 +390,7 @@ def main() -> None:
                 httpx.Client(base_url=server.url, timeout=60) as client,
                 sync_playwright() as playwright,
             ):
-                browser = playwright.chromium.launch(
-                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-                )
+                browser = launch(playwright)
                 try:
                     done: list[Round] = []
                     for n in range(args.rounds + 1):  # round 0: the warm-up

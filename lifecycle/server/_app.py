@@ -39,7 +39,7 @@ from .._lifecycles import LIFECYCLES
 from .._records import Delivery, Overdue, ResourceStatus
 from ..errors import CursorGone, InvalidArgument, ProviderError, StoreRefused, StoreUnavailable
 from ..stores._sql import SqlStore
-from ._args import MAX_INT, int_arg
+from ._args import MAX_INT, int_arg, seconds_arg
 from ._config import ServerConfig, check
 from ._feed import POLL, Wakeup, listen
 from ._feeder import Engines, EngineThread, Load, QueueFull, open_engines
@@ -484,7 +484,7 @@ class Api:
         until there is one."""
         after, filters = _feed_args(request)
         limit = _page_arg(request, "limit", 100, MAX_PAGE)
-        wait = _seconds_arg(request, "wait", MAX_WAIT)
+        wait = seconds_arg("wait", request.query_params.get("wait"), MAX_WAIT)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
@@ -603,19 +603,6 @@ def _feed_args(request: Request, stream: bool = False) -> tuple[int, dict[str, s
         "meeting_id": q.get("meetingId"),
         "session_id": q.get("sessionId"),
     }
-
-
-def _seconds_arg(request: Request, name: str, top: float) -> float:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return 0.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidArgument(f"{name} must be a number of seconds, not {raw!r}") from None
-    if not 0 <= value <= top:
-        raise InvalidArgument(f"{name} must be between 0 and {top:g} seconds")
-    return value
 
 
 def _matches(o: Overdue, query: Mapping[str, str]) -> bool:

@@ -18,7 +18,6 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -32,19 +31,9 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-# Playwright adds --headless itself; the rest keep Chromium off the network, which is
-# closed here (its background connections would be refused)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 800}
+from browser.chromium import VIEWPORT, launch
+from browser.chromium import executable as chromium_path
+
 # what Chromium asks for on its own, not the page: tolerated when absent
 IMPLICIT_STATUSES = [("/favicon.ico", 404)]
 
@@ -59,10 +48,10 @@ _FAILED_REQUEST = re.compile(r"^Failed to load resource: (net::\S+)")
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     """A headless Chromium, closed when the worker leaves the module's tests."""
-    executable = Path(os.environ.get("LIFECYCLE_CHROMIUM") or CHROMIUM)
-    if not (executable.is_file() and os.access(executable, os.X_OK)):
+    path = chromium_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
         message = (
-            f"no Chromium at {executable} for the browser tests: install Debian's chromium "
+            f"no Chromium at {path} for the browser tests: install Debian's chromium "
             "(apt-get install chromium; .ci/run installs it) or name another in "
             "LIFECYCLE_CHROMIUM; LIFECYCLE_SKIP_BROWSER=1 skips these tests"
         )
@@ -70,9 +59,7 @@ def chromium() -> Iterator[Browser]:
             pytest.skip(message)
         pytest.fail(message, pytrace=False)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
+        browser = launch(playwright)
         try:
             yield browser
         finally:
