@@ -1027,8 +1027,8 @@ def serve_command(
     log_level: str,
 ) -> None:
     """Receive webhooks over HTTP into the database, answer queries and the change feed,
-    sweep for overdue resources (and reconcile them with VideoSDK's API, given its key),
-    and forward changes to other services."""
+    show the state as web pages (/ui/), sweep for overdue resources (and reconcile them
+    with VideoSDK's API, given its key), and forward changes to other services."""
     try:
         from .server import ServerConfig, serve
     except ImportError as e:
