@@ -8,6 +8,7 @@ which the read API also accepts for ``GET``.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -68,10 +69,20 @@ _templates.env.globals.update(
 Page = Callable[[Request], Awaitable[Response]]
 
 
+LOGIN_FORM = 4096
+"""The most bytes the login form may have."""
+
+
+def cookie_of(token: str) -> str:
+    """What the pages' cookie holds for ``token``: a keyed hash of it, so that the cookie
+    never carries the token itself (which the API's POST endpoints also take)."""
+    return hmac.new(token.encode(), b"lifecycle pages", hashlib.sha256).hexdigest()
+
+
 def token_cookie(request: Request, token: str) -> bool:
-    """Whether ``request`` carries the token in the pages' cookie."""
+    """Whether ``request`` carries the pages' cookie for ``token``."""
     given = request.cookies.get(COOKIE, "")
-    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+    return bool(given) and hmac.compare_digest(given.encode(), cookie_of(token).encode())
 
 
 class Ui:
@@ -192,7 +203,12 @@ class Ui:
 
     async def login(self, request: Request) -> Response:
         """Take the token from the form: a cookie and back to the page, or 401."""
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > LOGIN_FORM:
+                raise HTTPException(413, f"the login form is larger than {LOGIN_FORM} bytes")
+        form = parse_qs(body.decode("utf-8", "replace"))
         given = (form.get("token") or [""])[0]
         back = _next(request, form.get("next", [""])[0] or None)
         token = self.config.token
@@ -203,7 +219,7 @@ class Ui:
         answer = RedirectResponse(back, 303)
         answer.set_cookie(
             COOKIE,
-            token,
+            cookie_of(token),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",

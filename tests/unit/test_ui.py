@@ -19,6 +19,7 @@ from test_server_app import IDS, SESSION, TOKEN, body_of, serving
 from lifecycle import Engine, Outcome
 from lifecycle import strategies as vs
 from lifecycle.server import ServerConfig, create_app
+from lifecycle.server._ui import cookie_of
 from lifecycle.server._views import STATE_HUES, session_view
 
 pytestmark = pytest.mark.anyio
@@ -243,7 +244,9 @@ async def test_with_a_token_the_pages_ask_for_it_once_and_keep_it_in_a_cookie(
     cookie = right.headers["set-cookie"].lower()
     assert "httponly" in cookie
     assert "samesite=strict" in cookie
-    assert TOKEN.lower() in cookie
+    # the cookie holds a keyed hash of the token, never the token itself
+    assert f"lifecycle_token={cookie_of(TOKEN)};" in cookie
+    assert TOKEN.lower() not in cookie
     assert TOKEN not in right.headers["location"]
     assert "s-started" in await page(client, "/ui/sessions/s1")
     # the cookie opens the read API for GET (the live updates), never for POST
@@ -252,6 +255,9 @@ async def test_with_a_token_the_pages_ask_for_it_once_and_keep_it_in_a_cookie(
     # somewhere else than a page of ours is not where a login sends back to
     away = await client.post("/ui/login", data={"token": TOKEN, "next": "https://evil.example/"})
     assert "/ui/" == away.headers["location"]
+    huge = await client.post("/ui/login", data={"token": "x" * 5000})
+    assert 413 == huge.status_code
+    assert "larger than 4096 bytes" in huge.text
     out = await client.post("/ui/logout")
     assert 303 == out.status_code
     client.cookies.clear()
