@@ -174,8 +174,8 @@ class Ui:
         view = await self.engines().read(resource_view, name, key)
         if view["status"] is None:
             raise HTTPException(404, f"no {name} {'/'.join(key)}")
-        ids = dict(zip(fields, key, strict=True))
-        live = urlencode({"lifecycle": name, **{f: ids[f] for f in ids if f in _FILTERS}})
+        data = view["status"].data  # its meeting and session, also of a transcription's
+        live = urlencode({"lifecycle": name, **{f: data[f] for f in _FILTERS if f in data}})
         return self._render(request, "resource.html", {**view, "live": live})
 
     async def lifecycle(self, request: Request) -> Response:

@@ -158,6 +158,8 @@ async def test_the_resource_page_shows_data_with_links_and_history(start: Start)
     assert f'<a href="{url}" rel="noreferrer">{url}</a>' in html
     assert re.findall(r'<a href="/ui/events/(\d+)">', html) == ["3", "2", "1"]
     assert 'class="state s-stopped"' in html
+    # its live updates: the changes of its lifecycle in its meeting session
+    assert 'data-live="lifecycle=recording&amp;meetingId=m1&amp;sessionId=s1"' in html
     await page(client, "/ui/resources/recording/m1/nope", 404)
     await page(client, "/ui/resources/recording/m1", 404)  # a key of the wrong shape
     await page(client, "/ui/resources/nothing/m1/s1", 404)
