@@ -52,10 +52,8 @@ import os
 import platform
 import pstats
 import random
-import re
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -72,6 +70,8 @@ from playwright.sync_api import Browser, sync_playwright
 from lifecycle import Engine
 from lifecycle._lifecycles import LIFECYCLES, WEBHOOK_TYPES
 from lifecycle._simulate import _payload, apply_faults, session_stream, walk
+
+from support import Server
 
 Payload = dict[str, Any]
 
@@ -189,45 +189,6 @@ def build(path: Path, events: list[Payload]) -> Built:
         Counter(a.outcome.value for a in anomalies),
         took,
     )
-
-
-# -- the server --------------------------------------------------------------------------
-
-_SERVING = re.compile(r'"message":"serving","url":"http://[^"]+:(\d+)"')
-
-
-class Server:
-    """A ``lifecycle serve`` process on the port the system gives it (``--port 0``, read
-    from its log), ready once ``/healthz`` answers (as tests/support.py's)."""
-
-    def __init__(self, folder: Path, args: Sequence[str], timeout: float = 60) -> None:
-        self.log = folder / "server.log"
-        self._log = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lifecycle", "serve", *args, "--port", "0"],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=folder,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            found = _SERVING.search(self.log.read_text(errors="replace"))
-            try:
-                if found and httpx.get(f"http://127.0.0.1:{found[1]}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the server did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{found[1]}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait(60)
-        self._log.close()
 
 
 # -- the rounds --------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from .._lifecycles import LIFECYCLES
 from .._records import Delivery, Overdue, ResourceStatus
 from ..errors import CursorGone, InvalidArgument, ProviderError, StoreRefused, StoreUnavailable
 from ..stores._sql import SqlStore
-from ._args import MAX_INT, int_arg, seconds_arg
+from ._args import MAX_INT, int_arg, key_arg, read_body, seconds_arg
 from ._config import ServerConfig, check
 from ._feed import POLL, Wakeup, listen
 from ._feeder import Engines, EngineThread, Load, QueueFull, open_engines
@@ -48,6 +48,7 @@ from ._metrics import AccessLog, Metrics
 from ._openapi import openapi
 from ._signature import SIGNATURE_HEADER, SignatureRefused
 from ._ui import Ui, token_cookie
+from ._views import meeting_of
 
 __all__ = ["Api", "WebhookRefused", "create_app"]
 
@@ -355,16 +356,7 @@ class Api:
         """The raw body; :class:`WebhookRefused` (413) beyond ``max_body``, read or announced."""
         limit = self.config.max_body
         too_large = WebhookRefused(413, f"the body is larger than {limit} bytes", "too_large")
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise too_large
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_body(request, limit, too_large)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -424,14 +416,7 @@ class Api:
         name = request.path_params["lifecycle"]
         if name not in LIFECYCLES:
             raise InvalidArgument(f"unknown lifecycle {name!r}; known: {', '.join(LIFECYCLES)}")
-        key = tuple(request.path_params["key"].split("/"))
-        fields = LIFECYCLES[name].definition.key_fields
-        if len(key) != len(fields):
-            raise HTTPException(
-                404,
-                f"no such path: {name} is keyed by {'/'.join(fields)}, "
-                f"{len(fields)} values, not {len(key)}",
-            )
+        key = key_arg(LIFECYCLES[name], request.path_params["key"])
         found = await self.engines.read(_status, name, key)
         if found is None:
             raise HTTPException(404, f"no {name} {'/'.join(key)}")
@@ -468,7 +453,7 @@ class Api:
         for s in found:
             if s.lifecycle != "session":
                 grouped.setdefault(s.lifecycle, []).append(status_json(s, history=False))
-        meeting = session.key[0] if session else found[0].data.get("meetingId") if found else None
+        meeting = meeting_of(session, found)
         return _json(
             {
                 "sessionId": session_id,

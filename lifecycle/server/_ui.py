@@ -25,7 +25,7 @@ from starlette.templating import Jinja2Templates
 
 from .._convert import Payload
 from .._lifecycles import LIFECYCLES, Lifecycle
-from ._args import int_arg
+from ._args import int_arg, key_arg, read_body
 from ._config import ServerConfig
 from ._diagram import diagram
 from ._feeder import Engines
@@ -166,11 +166,7 @@ class Ui:
 
     async def resource(self, request: Request) -> Response:
         name = request.path_params["lifecycle"]
-        lifecycle = _lifecycle(name)
-        key = tuple(request.path_params["key"].split("/"))
-        fields = lifecycle.definition.key_fields
-        if len(key) != len(fields):
-            raise HTTPException(404, f"{name} is keyed by {'/'.join(fields)}")
+        key = key_arg(_lifecycle(name), request.path_params["key"])
         view = await self.engines().read(resource_view, name, key)
         if view["status"] is None:
             raise HTTPException(404, f"no {name} {'/'.join(key)}")
@@ -203,11 +199,8 @@ class Ui:
 
     async def login(self, request: Request) -> Response:
         """Take the token from the form: a cookie and back to the page, or 401."""
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > LOGIN_FORM:
-                raise HTTPException(413, f"the login form is larger than {LOGIN_FORM} bytes")
+        too_large = HTTPException(413, f"the login form is larger than {LOGIN_FORM} bytes")
+        body = await read_body(request, LOGIN_FORM, too_large)
         form = parse_qs(body.decode("utf-8", "replace"))
         given = (form.get("token") or [""])[0]
         back = _next(request, form.get("next", [""])[0] or None)

@@ -15,7 +15,7 @@ from attrs import frozen
 
 from .._engine import Engine
 from .._lifecycles import IDLE, LIFECYCLES, Lifecycle, Outcome
-from .._records import FeedResult, Overdue, ResourceStatus, utc
+from .._records import CHANGES, FeedResult, Overdue, ResourceStatus, utc
 
 __all__ = [
     "STATE_HUES",
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 _SESSION_FIELDS = ("meetingId", "sessionId")
-_CHANGES = (Outcome.APPLIED, Outcome.GAP)
+_ORDER = {name: i for i, name in enumerate(LIFECYCLES)}  # lanes in the registry's order
 
 
 STATE_HUES = {
@@ -115,7 +115,7 @@ def _visits(status: ResourceStatus, lc: Lifecycle) -> list[tuple[float, str]]:
     visits: list[tuple[float, str]] = []
     for h in status.history:
         target = lc.definition.webhooks.get(h.webhook_type)
-        if h.outcome in _CHANGES and target is not None:
+        if h.outcome in CHANGES and target is not None:  # an entry has no webhook type
             visits.append((h.received_at.timestamp(), target))
     entered = status.entered_at.timestamp()
     if status.state != IDLE and (not visits or visits[-1] != (entered, status.state)):
@@ -129,7 +129,7 @@ def session_view(engine: Engine, session_id: str, now: float | None = None) -> d
     found = engine.resources(session_id=session_id)
     own = [s for s in found if s.lifecycle == "session"]
     anomalies = engine.anomalies(session_id=session_id)
-    ordered = sorted(found, key=lambda s: (list(LIFECYCLES).index(s.lifecycle), s.key))
+    ordered = sorted(found, key=lambda s: (_ORDER[s.lifecycle], s.key))
     visits = {(s.lifecycle, s.key): _visits(s, LIFECYCLES[s.lifecycle]) for s in ordered}
     times = [t for v in visits.values() for t, _ in v] + [a.timestamp for a in anomalies]
     ongoing = not own or own[0].state != "ended"
@@ -157,7 +157,7 @@ def session_view(engine: Engine, session_id: str, now: float | None = None) -> d
         ]
         lanes.append(Lane(s, label(s), key_path(s.lifecycle, s.key), segments, markers))
     ticks = [utc(start + span * i / 4) for i in range(5)]
-    meeting = own[0].key[0] if own else (found[0].data.get("meetingId") if found else None)
+    meeting = meeting_of(own[0] if own else None, found)
     return {
         "found": bool(found),
         "session_id": session_id,
@@ -171,6 +171,12 @@ def session_view(engine: Engine, session_id: str, now: float | None = None) -> d
         "anomalies": len(anomalies),
         "cursor": engine.cursor,
     }
+
+
+def meeting_of(session: ResourceStatus | None, found: Sequence[ResourceStatus]) -> Any:
+    """A meeting session's meeting id: its own key's, else what its resources' data says
+    (None when nothing of it is known)."""
+    return session.key[0] if session else found[0].data.get("meetingId") if found else None
 
 
 RECENT = 20

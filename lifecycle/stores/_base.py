@@ -115,8 +115,8 @@ class Batch(Protocol):
 
     @property
     def data_slots(self) -> int:
-        """The slots of :attr:`datas`: the size of a ring (the memory log's), or (
-        :data:`~lifecycle._core.ALL_SLOTS` for a mapping by ``seq``)."""
+        """The slots of :attr:`datas`: the size of a ring (the memory log's), or
+        :data:`~lifecycle._core.ALL_SLOTS` for a mapping by ``seq``."""
 
     def seen(self, lifecycle: str, key: ResourceKey, digest: bytes, since: float) -> bool:
         """Whether this resource received a payload of this digest at ``since`` or later,
